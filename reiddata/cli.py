@@ -1,0 +1,147 @@
+"""The ``reiddata`` command: sources, synth, convert, stats, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._version import __version__
+from .convert import DEFAULT_SHARD_SIZE
+from .errors import ReidDataError
+from .synth import DEFAULT_IDENTITIES
+
+__all__ = ["main"]
+
+
+def _sources(args: argparse.Namespace) -> int:
+    from .sources import SOURCES
+    from .synth.layouts import LAYOUTS
+
+    for name, source in sorted(SOURCES.items()):
+        attrs = f"attributes: {source.attributes.name}" if source.attributes else "attributes: none"
+        synth = "synth: yes" if name in LAYOUTS else "synth: no"
+        print(f"{name}: {source.title}\n  splits: {', '.join(source.splits)}; {attrs}; {synth}")
+        print("  " + source.layout.replace("\n", "\n  ") + "\n")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .synth import synth
+
+    out = synth(args.source, Path(args.out), identities=args.identities, seed=args.seed, variant=args.variant, overwrite=args.overwrite)
+    print(f"wrote synthetic {args.source} to {out}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    manifest = convert(
+        args.source,
+        Path(args.root),
+        Path(args.out),
+        attributes=Path(args.attributes) if args.attributes else None,
+        shard_size=args.shard_size,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        decode_check=args.decode_check,
+        progress=not args.quiet,
+    )
+    splits = ", ".join(f"{k} {v['samples']}" for k, v in manifest["splits"].items())
+    print(f"{args.out}: {manifest['source']} version {manifest['version']} ({splits})")
+    if manifest["attributes"] is None and manifest["source"] in _with_schema():
+        print("note: no attribute file found or given: converted without attributes")
+    for reason, count in manifest["dropped"].items():
+        print(f"dropped {count}: {reason}")
+    return 0
+
+
+def _with_schema() -> set[str]:
+    from .sources import SOURCES
+
+    return {n for n, s in SOURCES.items() if s.attributes is not None}
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .stats import dataset_stats, format_stats, write_plots
+
+    stats = dataset_stats(Path(args.dataset))
+    print(format_stats(stats), end="")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    if args.plots:
+        write_plots(stats, Path(args.plots))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    problems = verify(Path(args.dataset))
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{args.dataset}: ok")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reiddata", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"reiddata {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sources", help="list the sources and the layout each expects")
+    p.set_defaults(run=_sources)
+
+    p = sub.add_parser("synth", help="write a synthetic tree in a source's real layout")
+    p.add_argument("source")
+    p.add_argument("out")
+    p.add_argument(
+        "--identities", type=int, default=DEFAULT_IDENTITIES, help=f"people, half train (default {DEFAULT_IDENTITIES})"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", default=None, help="layout variant (msmt17: v1 or v2)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=_synth)
+
+    p = sub.add_parser("convert", help="convert a source tree into versioned shards")
+    p.add_argument("source")
+    p.add_argument("root")
+    p.add_argument("out")
+    p.add_argument("--attributes", default=None, help="attribute .mat file (default: found next to the data)")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="samples per shard")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes writing shards")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--decode-check", action="store_true", help="fully decode every image (slower)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_convert)
+
+    p = sub.add_parser("stats", help="what is in a converted dataset")
+    p.add_argument("dataset")
+    p.add_argument("--json", default=None, help="also write the figures as JSON")
+    p.add_argument("--plots", default=None, help="also write PNG plots into this folder")
+    p.set_defaults(run=_stats)
+
+    p = sub.add_parser("verify", help="check shard hashes and counts against the manifest")
+    p.add_argument("dataset")
+    p.set_defaults(run=_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ReidDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""``reiddata convert``: a source tree -> one versioned, immutable shard dataset."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from ._version import __version__
+from .attributes import AttributeSchema, AttributeTable, read_attribute_file
+from .errors import ReidDataError, bad_input
+from .sources import Parsed, Source, get_source
+from .writer import (
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX,
+    Item,
+    ShardPlan,
+    atomic_output,
+    content_version,
+    write_index,
+    write_manifest,
+    write_shards,
+    write_wids,
+)
+
+__all__ = ["convert", "DEFAULT_SHARD_SIZE", "find_attribute_file"]
+
+DEFAULT_SHARD_SIZE = 5000  # samples per shard: ~25-100 MB of person crops
+KEY_DIGITS = 7
+
+
+def find_attribute_file(base: Path, schema: AttributeSchema) -> Path | None:
+    """The attribute file next to the data: in the tree, its ``attribute/`` or its parent."""
+    for folder in (base, base / "attribute", base.parent, base.parent / "attribute"):
+        for name in schema.filenames:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _load_attributes(source: Source, parsed: Parsed, attributes: Path | None) -> AttributeTable | None:
+    schema = source.attributes
+    if schema is None:
+        if attributes is not None:
+            raise bad_input(attributes, f"{source.name} has no attribute schema", "drop --attributes")
+        return None
+    path = attributes if attributes is not None else find_attribute_file(parsed.base, schema)
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise bad_input(path, "attribute file not found")
+    return read_attribute_file(Path(path), schema)
+
+
+def _build_items(source: Source, parsed: Parsed, table: AttributeTable | None) -> list[Item]:
+    """Sample metadata in split order, keys = split + ordinal over the sorted paths."""
+    by_split: dict[str, list] = defaultdict(list)
+    for record in parsed.records:
+        by_split[record.split].append(record)
+    for split in source.splits:
+        if not by_split.get(split):
+            raise bad_input(parsed.base, f"split {split!r} is empty", "check the tree against `reiddata sources`")
+    labels = {pid: i for i, pid in enumerate(sorted({r.pid for r in parsed.records if r.trainable}))}
+    schema = source.attributes
+    items = []
+    for split in source.splits:
+        for ordinal, record in enumerate(sorted(by_split[split], key=lambda r: r.path)):
+            attributes: dict[str, str] = {}
+            sid: dict[str, int] = {}
+            if table is not None and schema is not None and record.attribute_id is not None:
+                part = record.attribute_part or split
+                attributes = table.lookup(part, record.attribute_id, image=record.path)
+                sid = schema.sids(attributes)
+            meta = {
+                "key": f"{split}_{ordinal:0{KEY_DIGITS}d}",
+                "split": split,
+                "pid": record.pid,
+                "pid_raw": record.pid_raw,
+                "label": labels.get(record.pid, -1) if record.trainable else -1,
+                "camid": record.camid,
+                "view": record.view,
+                "roles": dict(record.roles),
+                "attributes": attributes,
+                "sid": sid,
+                "source": record.path,
+            }
+            items.append(Item(meta, (parsed.base / record.path,)))
+    return items
+
+
+def _plan(items: Sequence[Item], shard_size: int, decode_check: bool) -> list[ShardPlan]:
+    plans = []
+    by_split: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        by_split[item.meta["split"]].append(item)
+    for split, split_items in by_split.items():
+        for n, start in enumerate(range(0, len(split_items), shard_size)):
+            chunk = tuple(split_items[start : start + shard_size])
+            plans.append(ShardPlan(f"{split}-{n:06d}.tar", split, chunk, decode_check))
+    return plans
+
+
+def index_schema(source: Source, with_attributes: bool) -> pa.Schema:
+    fields = [
+        ("key", pa.string()),
+        ("split", pa.string()),
+        ("shard", pa.string()),
+        ("offset", pa.int64()),
+        ("size", pa.int64()),
+        ("pid", pa.int64()),
+        ("pid_raw", pa.string()),
+        ("label", pa.int64()),
+        ("camid", pa.int32()),
+        ("view", pa.string()),
+        ("source", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("roles", pa.struct([(p.name, pa.string()) for p in source.protocols])),
+    ]
+    schema = source.attributes
+    if with_attributes and schema is not None:
+        fields.append(("attributes", pa.struct([(a.name, pa.string()) for a in schema.attributes])))
+        fields.append(("sid", pa.struct([(g, pa.int32()) for g, _ in schema.groups])))
+    return pa.schema(fields)
+
+
+def _index_rows(rows: list[dict], with_attributes: bool) -> list[dict]:
+    out = []
+    for row in rows:
+        row = dict(row)
+        if with_attributes:
+            row["attributes"] = row["attributes"] or None  # distractors: no attributes
+            row["sid"] = row["sid"] or None
+        else:
+            del row["attributes"], row["sid"]
+        out.append(row)
+    return out
+
+
+def _split_summary(rows: list[dict], shards: list) -> dict:
+    views = Counter(r["view"] for r in rows)
+    return {
+        "samples": len(rows),
+        "ids": len({r["pid"] for r in rows}),
+        "cameras": sorted({r["camid"] for r in rows}),
+        "views": dict(sorted(views.items())),
+        "frames": sum(r.get("num_frames", 1) for r in rows),
+        "shards": [{"name": s.name, "samples": len(s.rows), "bytes": s.bytes, "sha256": s.sha256} for s in shards],
+    }
+
+
+def _protocol_summary(source: Source, rows: list[dict]) -> dict:
+    out = {}
+    for protocol in source.protocols:
+        sides = {}
+        for role in ("query", "gallery"):
+            members = [r for r in rows if r["roles"].get(protocol.name) == role]
+            sides[role] = {
+                "role": role,
+                "splits": sorted({r["split"] for r in members}),
+                "samples": len(members),
+                "ids": len({r["pid"] for r in members}),
+            }
+        out[protocol.name] = {"description": protocol.description, "match": protocol.match, **sides}
+    return out
+
+
+def convert(
+    source: str,
+    root: Path,
+    out: Path,
+    *,
+    attributes: Path | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int = 1,
+    overwrite: bool = False,
+    decode_check: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Convert the ``source`` tree at ``root`` into a shard dataset at ``out``.
+
+    Returns the manifest. Raises :class:`ReidDataError` on input that breaks the
+    source's rules; then nothing is left at ``out`` (or the old ``out`` is kept).
+    """
+    spec = get_source(source)
+    if shard_size < 1:
+        raise ReidDataError(f"--shard-size must be at least 1, got {shard_size}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise bad_input(out, "already exists", "pass --overwrite to replace it, or choose another output")
+    parsed = spec.parse(Path(root))
+    table = _load_attributes(spec, parsed, attributes)
+    items = _build_items(spec, parsed, table)
+    plans = _plan(items, shard_size, decode_check)
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        bar = _progress_bar(len(items), f"convert {spec.name}") if progress else None
+        try:
+            results = write_shards(tmp, plans, workers=workers, on_progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+        rows = [row for result in results for row in result.rows]
+        with_attributes = table is not None
+        index_rows = _index_rows(rows, with_attributes)
+        index_table = write_index(tmp / INDEX, index_rows, index_schema(spec, with_attributes))
+        by_split = defaultdict(list)
+        for result, plan in zip(results, plans):
+            by_split[plan.split].append(result)
+        for split, shards in by_split.items():
+            write_wids(tmp, split, shards, dataset=spec.name)
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": spec.kind,
+            "source": spec.name,
+            "variant": parsed.variant,
+            "reiddata_version": __version__,
+            "version": content_version({r.name: r.sha256 for r in results}, index_table.to_pylist()),
+            "options": {
+                "shard_size": shard_size,
+                "attributes": None if table is None else {"file": table.path.name, "sha256": table.sha256},
+            },
+            "index": {"file": INDEX, "rows": len(index_rows)},
+            "split_order": list(spec.splits),
+            "splits": {
+                split: _split_summary([r for r in rows if r["split"] == split], by_split[split])
+                for split in spec.splits
+            },
+            "protocols": _protocol_summary(spec, rows),
+            "camera_views": {str(c): v for c, v in sorted(spec.camera_views.items())},
+            "attributes": None if table is None or spec.attributes is None else spec.attributes.to_json(),
+            "anomalies": dict(sorted(table.anomalies.items())) if table else {},
+            "dropped": dict(sorted(parsed.dropped.items())),
+            "ignored": dict(sorted(parsed.ignored.items())),
+        }
+        write_manifest(tmp, manifest)  # last: its presence marks a complete dataset
+    return manifest
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", mininterval=0.5)

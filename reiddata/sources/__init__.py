@@ -1,0 +1,19 @@
+"""Registry of source datasets: CLI name -> the module's ``SOURCE`` facts."""
+
+from __future__ import annotations
+
+from ..errors import ReidDataError
+from . import dukemtmc, market1501, msmt17
+from .base import Parsed, Protocol, Record, Source
+
+__all__ = ["SOURCES", "Parsed", "Protocol", "Record", "Source", "get_source"]
+
+SOURCES: dict[str, Source] = {m.SOURCE.name: m.SOURCE for m in (market1501, dukemtmc, msmt17)}
+
+
+def get_source(name: str) -> Source:
+    """The source called ``name``; the error lists the valid names."""
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise ReidDataError(f"unknown source {name!r}: expected one of {', '.join(sorted(SOURCES))}") from None

@@ -1,0 +1,194 @@
+"""``reiddata stats``: what is in a converted dataset, from its index and manifest only."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import load_index, load_manifest
+
+__all__ = ["dataset_stats", "format_stats", "write_plots"]
+
+
+def _sizes(widths: np.ndarray, heights: np.ndarray) -> dict:
+    def summary(values: np.ndarray) -> dict:
+        return {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
+
+    return {"samples": int(len(widths)), "width": summary(widths), "height": summary(heights)}
+
+
+def dataset_stats(path: Path) -> dict:
+    """Counts per split, view and protocol; image sizes by view; attributes and SIDs."""
+    manifest = load_manifest(Path(path))
+    rows = load_index(Path(path)).to_pydict()
+    n = len(rows["key"])
+    split = np.asarray(rows["split"])
+    view = np.asarray(rows["view"])
+    width, height = np.asarray(rows["width"]), np.asarray(rows["height"])
+    out: dict = {
+        "source": manifest["source"],
+        "variant": manifest["variant"],
+        "version": manifest["version"],
+        "samples": n,
+        "splits": {
+            name: {k: s[k] for k in ("samples", "ids", "cameras", "views", "frames")}
+            for name, s in ((n, manifest["splits"][n]) for n in manifest["split_order"])
+        },
+        "sizes_by_view": {v: _sizes(width[view == v], height[view == v]) for v in sorted(set(view))},
+        "protocols": manifest["protocols"],
+        "dropped": manifest["dropped"],
+        "ignored": manifest["ignored"],
+        "anomalies": manifest["anomalies"],
+        "attributes": None,
+    }
+    schema = manifest["attributes"]
+    if schema is not None:
+        attrs, sids = rows["attributes"], rows["sid"]
+        values: dict[str, dict[str, dict[str, int]]] = {}
+        for s in manifest["split_order"]:
+            chosen = [a for a, sp in zip(attrs, split) if sp == s and a is not None]
+            values[s] = {
+                a["name"]: dict(sorted(Counter(row[a["name"]] for row in chosen).items()))
+                for a in schema["attributes"]
+            }
+        groups = {}
+        for g in schema["groups"]:
+            seen = {"train": set(), "test": set()}
+            for sid, sp in zip(sids, split):
+                if sid is not None and sp in ("train", "query", "gallery"):
+                    seen["train" if sp == "train" else "test"].add(sid[g["name"]])
+            groups[g["name"]] = {
+                "num_sids": g["num_sids"],
+                "train": len(seen["train"]),
+                "test": len(seen["test"]),
+                "test_unseen_in_train": sorted(seen["test"] - seen["train"]),
+            }
+        out["attributes"] = {"values": values, "sid_groups": groups, "without_attributes": sum(a is None for a in attrs)}
+    return out
+
+
+def _table(header: list[str], body: list[list[object]]) -> str:
+    cells = [header] + [[str(c) for c in row] for row in body]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_stats(stats: dict) -> str:
+    """A human-readable report of :func:`dataset_stats`."""
+    parts = [f"{stats['source']} ({stats['variant']})  version {stats['version']}  {stats['samples']} samples"]
+    parts.append(
+        _table(
+            ["split", "samples", "ids", "cameras", "views"],
+            [
+                [name, s["samples"], s["ids"], ",".join(map(str, s["cameras"])), " ".join(f"{k}:{v}" for k, v in s["views"].items())]
+                for name, s in stats["splits"].items()
+            ],
+        )
+    )
+    parts.append(
+        _table(
+            ["protocol", "match", "queries", "query ids", "gallery", "gallery ids"],
+            [
+                [name, p["match"], p["query"]["samples"], p["query"]["ids"], p["gallery"]["samples"], p["gallery"]["ids"]]
+                for name, p in stats["protocols"].items()
+            ],
+        )
+    )
+    parts.append(
+        _table(
+            ["view", "images", "width min/median/max", "height min/median/max"],
+            [
+                [v, s["samples"], "{min}/{median:g}/{max}".format(**s["width"]), "{min}/{median:g}/{max}".format(**s["height"])]
+                for v, s in stats["sizes_by_view"].items()
+            ],
+        )
+    )
+    for title in ("dropped", "ignored", "anomalies"):
+        if stats[title]:
+            parts.append(f"{title}:\n" + "\n".join(f"  {k}: {v}" for k, v in stats[title].items()))
+    attributes = stats["attributes"]
+    if attributes is None:
+        parts.append("attributes: none (the source has no attribute file, or none was found or given)")
+    else:
+        splits = list(attributes["values"])
+        body = []
+        for name in attributes["values"][splits[0]]:
+            keys = sorted({k for s in splits for k in attributes["values"][s][name]})
+            for k in keys:
+                body.append([name, k, *(attributes["values"][s][name].get(k, 0) for s in splits)])
+        parts.append("attribute values (samples):\n" + _table(["attribute", "value", *splits], body))
+        parts.append(
+            "semantic IDs per group:\n"
+            + _table(
+                ["group", "possible", "in train", "in test", "test-only"],
+                [
+                    [g, s["num_sids"], s["train"], s["test"], len(s["test_unseen_in_train"])]
+                    for g, s in attributes["sid_groups"].items()
+                ],
+            )
+        )
+        if attributes["without_attributes"]:
+            parts.append(f"samples without attributes (distractors): {attributes['without_attributes']}")
+    return "\n\n".join(parts) + "\n"
+
+
+def write_plots(stats: dict, directory: Path) -> list[Path]:
+    """PNG plots: samples per split and view, image heights by view, attribute values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    splits = list(stats["splits"])
+    views = sorted({v for s in stats["splits"].values() for v in s["views"]})
+    bottom = np.zeros(len(splits))
+    for v in views:
+        counts = np.array([stats["splits"][s]["views"].get(v, 0) for s in splits])
+        ax.bar(splits, counts, bottom=bottom, label=v)
+        bottom += counts
+    ax.set_ylabel("samples")
+    ax.set_title(f"{stats['source']}: samples per split and view")
+    ax.legend()
+    written.append(_save(fig, directory / "splits.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = list(stats["sizes_by_view"])
+    med = [stats["sizes_by_view"][v]["height"]["median"] for v in names]
+    lo = [m - stats["sizes_by_view"][v]["height"]["min"] for v, m in zip(names, med)]
+    hi = [stats["sizes_by_view"][v]["height"]["max"] - m for v, m in zip(names, med)]
+    ax.bar(names, med, yerr=[lo, hi], capsize=6)
+    ax.set_ylabel("crop height (px): median, min-max")
+    ax.set_title("image size by view")
+    written.append(_save(fig, directory / "sizes.png"))
+
+    attributes = stats["attributes"]
+    if attributes is not None:
+        train = attributes["values"].get("train", {})
+        fig, axes = plt.subplots(int(np.ceil(len(train) / 4)), 4, figsize=(14, 2.6 * np.ceil(len(train) / 4)))
+        for ax, (name, counts) in zip(np.ravel(axes), train.items()):
+            ax.bar(list(counts), list(counts.values()))
+            ax.set_title(name, fontsize=9)
+            ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        for ax in np.ravel(axes)[len(train) :]:
+            ax.axis("off")
+        fig.suptitle("train attribute values (samples)")
+        written.append(_save(fig, directory / "attributes.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

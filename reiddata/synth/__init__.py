@@ -1,0 +1,41 @@
+"""``reiddata synth``: a small deterministic synthetic world in a source's real layout.
+
+It is the embedded default data of the pipeline and the fixture of the tests: what
+``convert`` reads from it is exactly what it would read from the real download.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ReidDataError
+from ..writer import atomic_output
+from .layouts import LAYOUTS
+from .people import Person, make_people, render
+
+__all__ = ["DEFAULT_IDENTITIES", "synth", "Person", "make_people", "render"]
+
+DEFAULT_IDENTITIES = 48
+
+
+def synth(
+    source: str,
+    out: Path,
+    *,
+    identities: int = DEFAULT_IDENTITIES,
+    seed: int = 0,
+    variant: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the synthetic tree of ``source`` under ``out``; the same arguments give the same bytes."""
+    if source not in LAYOUTS:
+        raise ReidDataError(f"no synthetic layout for {source!r}: expected one of {', '.join(sorted(LAYOUTS))}")
+    layout = LAYOUTS[source]
+    if variant is not None and variant.lower() not in layout.variants:
+        allowed = ", ".join(layout.variants) or "none"
+        raise ReidDataError(f"{source} has no variant {variant!r}: expected one of {allowed}")
+    if identities < layout.min_identities:
+        raise ReidDataError(f"--identities must be at least {layout.min_identities} (train and test need people)")
+    with atomic_output(Path(out), overwrite=overwrite) as tmp:
+        layout.write(tmp, identities, seed, variant)
+    return Path(out)

@@ -1,0 +1,219 @@
+"""Deterministic shard writing: tars, ``index.parquet``, wids lists, ``manifest.json``.
+
+Format version 1 (see the README). Everything that ends up on disk is a function of
+the input bytes and the options: tar members are sorted and carry mtime 0, uid/gid 0,
+empty owner names and mode 0644; JSON has sorted keys; nothing records a time or a
+machine path. The dataset is built in a hidden temporary folder beside ``out`` and
+renamed into place only once the manifest (written last) is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ReidDataError, bad_input
+from .jpeg import JpegError, decode_check, jpeg_size
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Item",
+    "ShardPlan",
+    "atomic_output",
+    "canonical_json",
+    "content_version",
+    "write_shards",
+]
+
+FORMAT = "reiddata-shards"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+INDEX = "index.parquet"
+
+
+def canonical_json(obj: object) -> bytes:
+    """Sorted keys, no spaces, ASCII: the same object always gives the same bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True)
+class Item:
+    """One sample to write: its metadata and the source file(s) holding its bytes."""
+
+    meta: dict  # key, split, pid, ...; width/height are added from the JPEG header
+    files: tuple[Path, ...]  # one image, or a tracklet's frames in order
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    name: str  # e.g. "train-000000.tar"
+    split: str
+    items: tuple[Item, ...]
+    decode_check: bool = False
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    name: str
+    sha256: str
+    bytes: int
+    rows: tuple[dict, ...]  # full metadata + shard, offset, size per sample
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _read_image(path: Path, check_decode: bool) -> tuple[bytes, int, int]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise bad_input(path, "image listed by the source is missing", "restore the file or fix the list") from None
+    try:
+        width, height = jpeg_size(data)
+        if check_decode:
+            decode_check(data)
+    except JpegError as exc:
+        raise bad_input(path, f"not a valid JPEG: {exc}", "re-extract this file from the original archive") from None
+    return data, width, height
+
+
+def write_shard(directory: Path, plan: ShardPlan) -> ShardResult:
+    """Write one shard tar; return its hash and the index rows of its samples."""
+    path = directory / plan.name
+    rows = []
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for item in plan.items:  # items come sorted by key, so members are sorted too
+            key = item.meta["key"]
+            images = [_read_image(f, plan.decode_check) for f in item.files]
+            meta = dict(item.meta, width=images[0][1], height=images[0][2])
+            if len(images) == 1:
+                members = [(f"{key}.jpg", images[0][0])]
+            else:
+                members = [(f"{key}.{i:04d}.jpg", data) for i, (data, _, _) in enumerate(images)]
+            members.append((f"{key}.json", canonical_json(meta)))
+            offset = tar.offset
+            for name, data in members:
+                tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+            rows.append(dict(meta, shard=plan.name, offset=offset, size=tar.offset - offset))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return ShardResult(plan.name, digest, path.stat().st_size, tuple(rows))
+
+
+def _write_shard_job(job: tuple[Path, ShardPlan]) -> ShardResult:
+    return write_shard(*job)
+
+
+def write_shards(
+    directory: Path,
+    plans: Sequence[ShardPlan],
+    *,
+    workers: int = 1,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[ShardResult]:
+    """Write all shards, in ``workers`` processes; results in plan order."""
+    jobs = [(directory, plan) for plan in plans]
+    results = []
+    if workers <= 1 or len(plans) <= 1:
+        iterator: Iterator[ShardResult] = map(_write_shard_job, jobs)
+        for result in iterator:
+            results.append(result)
+            if on_progress:
+                on_progress(len(result.rows))
+        return results
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for result in pool.imap(_write_shard_job, jobs):
+            results.append(result)
+            if on_progress:
+                on_progress(len(result.rows))
+    return results
+
+
+def write_index(path: Path, rows: list[dict], schema: pa.Schema) -> pa.Table:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, path, compression="zstd")
+    return table
+
+
+def write_wids(directory: Path, split: str, shards: list[ShardResult], *, dataset: str) -> None:
+    """The split's wids shard list (``wids.ShardListDataset("<split>.wids.json")``)."""
+    desc = {
+        "__kind__": "wids-shard-index-v1",
+        "wids_version": 1,
+        "name": f"{dataset}/{split}",
+        "shardlist": [{"url": s.name, "nsamples": len(s.rows), "filesize": s.bytes} for s in shards],
+    }
+    (directory / f"{split}.wids.json").write_bytes(canonical_json(desc) + b"\n")
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=True) + "\n"
+    (directory / MANIFEST).write_text(text)
+
+
+def content_version(shard_hashes: Mapping[str, str], index_rows: Sequence[dict]) -> str:
+    """Hash of every shard's bytes and of the index content, as read back from parquet.
+
+    Hashing rows rather than the parquet bytes keeps the version independent of the
+    pyarrow release that wrote the file.
+    """
+    h = hashlib.sha256()
+    h.update(f"{FORMAT}/{FORMAT_VERSION}\n".encode())
+    for name in sorted(shard_hashes):
+        h.update(f"{name} {shard_hashes[name]}\n".encode())
+    for row in index_rows:
+        h.update(canonical_json(row) + b"\n")
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def atomic_output(out: Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``out`` only if the block completes.
+
+    On any error (or Ctrl-C) the temporary folder is removed and ``out`` is left as
+    it was; an existing ``out`` is replaced only when ``overwrite`` is set.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise bad_input(out, "already exists", "pass --overwrite to replace it, or choose another output")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    try:
+        tmp.rename(out)
+    except OSError as exc:
+        if old.exists():
+            old.rename(out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ReidDataError(f"{out}: could not move the finished output into place ({exc})") from exc
+    if old.exists():
+        shutil.rmtree(old)
