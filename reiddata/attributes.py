@@ -225,7 +225,9 @@ def read_attribute_file(path: Path, schema: AttributeSchema) -> AttributeTable:
         have = set(struct.dtype.names or ())
         missing = [f for f in (*schema.fields, "image_index") if f not in have]
         if missing:
-            raise bad_input(path, f"{schema.top_key}.{part} lacks the fields {missing}", f"expected {schema.name} fields")
+            raise bad_input(
+                path, f"{schema.top_key}.{part} lacks the fields {missing}", f"expected {schema.name} fields"
+            )
         ids = _identity_strings(path, part, struct[0, 0]["image_index"])
         if len(set(ids)) != len(ids):
             dup = sorted(k for k, n in Counter(ids).items() if n > 1)[:5]
@@ -287,3 +289,17 @@ def write_attribute_file(
         top[part] = struct
     path.parent.mkdir(parents=True, exist_ok=True)
     scipy.io.savemat(str(path), {schema.top_key: top}, format="5", do_compression=False)
+    fix_mat_header(path)
+
+
+MAT_HEADER_TEXT = 116  # bytes of free text opening a MATLAB v5 file
+
+
+def fix_mat_header(path: Path) -> None:
+    """Replace the creation time scipy writes into a .mat header with fixed text.
+
+    Without this, the same synthetic world written twice differs in these bytes.
+    """
+    text = b"MATLAB 5.0 MAT-file, written by reiddata".ljust(MAT_HEADER_TEXT, b" ")
+    with open(path, "r+b") as f:
+        f.write(text)

@@ -32,7 +32,14 @@ def _sources(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from .synth import synth
 
-    out = synth(args.source, Path(args.out), identities=args.identities, seed=args.seed, variant=args.variant, overwrite=args.overwrite)
+    out = synth(
+        args.source,
+        Path(args.out),
+        identities=args.identities,
+        seed=args.seed,
+        variant=args.variant,
+        overwrite=args.overwrite,
+    )
     print(f"wrote synthetic {args.source} to {out}")
     return 0
 

@@ -29,7 +29,8 @@ def load_manifest(path: Path) -> dict:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise bad_input(
             file,
-            f"format_version {manifest.get('format_version')!r} is not supported (this reiddata reads {FORMAT_VERSION})",
+            f"format_version {manifest.get('format_version')!r} is not supported "
+            f"(this reiddata reads {FORMAT_VERSION})",
             "convert the source again with this reiddata, or install the reiddata that wrote it",
         )
     return manifest

@@ -50,8 +50,7 @@ def dataset_stats(path: Path) -> dict:
         for s in manifest["split_order"]:
             chosen = [a for a, sp in zip(attrs, split) if sp == s and a is not None]
             values[s] = {
-                a["name"]: dict(sorted(Counter(row[a["name"]] for row in chosen).items()))
-                for a in schema["attributes"]
+                a["name"]: dict(sorted(Counter(row[a["name"]] for row in chosen).items())) for a in schema["attributes"]
             }
         groups = {}
         for g in schema["groups"]:
@@ -65,7 +64,11 @@ def dataset_stats(path: Path) -> dict:
                 "test": len(seen["test"]),
                 "test_unseen_in_train": sorted(seen["test"] - seen["train"]),
             }
-        out["attributes"] = {"values": values, "sid_groups": groups, "without_attributes": sum(a is None for a in attrs)}
+        out["attributes"] = {
+            "values": values,
+            "sid_groups": groups,
+            "without_attributes": sum(a is None for a in attrs),
+        }
     return out
 
 
@@ -84,7 +87,13 @@ def format_stats(stats: dict) -> str:
         _table(
             ["split", "samples", "ids", "cameras", "views"],
             [
-                [name, s["samples"], s["ids"], ",".join(map(str, s["cameras"])), " ".join(f"{k}:{v}" for k, v in s["views"].items())]
+                [
+                    name,
+                    s["samples"],
+                    s["ids"],
+                    ",".join(map(str, s["cameras"])),
+                    " ".join(f"{k}:{v}" for k, v in s["views"].items()),
+                ]
                 for name, s in stats["splits"].items()
             ],
         )
@@ -93,7 +102,14 @@ def format_stats(stats: dict) -> str:
         _table(
             ["protocol", "match", "queries", "query ids", "gallery", "gallery ids"],
             [
-                [name, p["match"], p["query"]["samples"], p["query"]["ids"], p["gallery"]["samples"], p["gallery"]["ids"]]
+                [
+                    name,
+                    p["match"],
+                    p["query"]["samples"],
+                    p["query"]["ids"],
+                    p["gallery"]["samples"],
+                    p["gallery"]["ids"],
+                ]
                 for name, p in stats["protocols"].items()
             ],
         )
@@ -102,7 +118,12 @@ def format_stats(stats: dict) -> str:
         _table(
             ["view", "images", "width min/median/max", "height min/median/max"],
             [
-                [v, s["samples"], "{min}/{median:g}/{max}".format(**s["width"]), "{min}/{median:g}/{max}".format(**s["height"])]
+                [
+                    v,
+                    s["samples"],
+                    "{min}/{median:g}/{max}".format(**s["width"]),
+                    "{min}/{median:g}/{max}".format(**s["height"]),
+                ]
                 for v, s in stats["sizes_by_view"].items()
             ],
         )

@@ -37,7 +37,7 @@ def verify(path: Path) -> list[str]:
     if content_version(hashes, index.to_pylist()) != manifest["version"]:
         problems.append(f"{path / INDEX}: its content does not give the manifest's version {manifest['version']}")
     listed = set()
-    for split, summary in manifest["splits"].items():
+    for summary in manifest["splits"].values():
         for shard in summary["shards"]:
             file = path / shard["name"]
             listed.add(shard["name"])

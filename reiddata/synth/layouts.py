@@ -68,7 +68,9 @@ def _save(path: Path, data: bytes) -> None:
 
 def _shots(rng: np.random.Generator, cameras: int, *, min_cams: int = 2, max_cams: int = 4) -> list[int]:
     """Cameras of one identity's images: 2-4 cameras, 2-3 images each, camera order."""
-    cams = sorted(int(c) + 1 for c in rng.choice(cameras, size=int(rng.integers(min_cams, max_cams + 1)), replace=False))
+    cams = sorted(
+        int(c) + 1 for c in rng.choice(cameras, size=int(rng.integers(min_cams, max_cams + 1)), replace=False)
+    )
     return [c for c in cams for _ in range(int(rng.integers(2, 4)))]
 
 

@@ -166,7 +166,9 @@ def _draw_figure(draw: ImageDraw.ImageDraw, p: Person, cx: float, top: float, h:
         rect(cx - head_r * 1.1, y(0.0), cx + head_r * 1.1, y(0.045), p.accent)
         rect(cx - head_r * 1.5, y(0.04), cx + head_r * 1.5, y(0.055), p.accent)
     if a["carrying"] == "bag":  # shoulder bag: strap across the torso, bag at the hip
-        draw.line([(cx - side * w / 2, y(0.17)), (cx + side * w / 2, y(0.47))], fill=p.accent, width=max(1, int(h / 60)))
+        draw.line(
+            [(cx - side * w / 2, y(0.17)), (cx + side * w / 2, y(0.47))], fill=p.accent, width=max(1, int(h / 60))
+        )
         rect(cx + side * w * 0.35, y(0.44), cx + side * (w * 0.35 + 0.08 * h), y(0.56), p.accent)
     elif a["carrying"] == "handbag":
         x = cx - side * (w / 2 + arm_w)

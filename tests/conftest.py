@@ -1,0 +1,53 @@
+"""Fixtures: synthetic trees written by `reiddata synth` in tmp_path, and ../shared/real."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reiddata import convert, synth
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("REIDDATA_SHARED", REPO.parent / "shared"))
+REAL = SHARED / "real"
+
+
+def real_file(*parts: str) -> Path:
+    """A file of ../shared/real, or skip the test when it is absent."""
+    path = REAL.joinpath(*parts)
+    if not path.is_file():
+        pytest.skip(f"real annotation file {path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_tree(tmp_path_factory):
+    """synth_tree(source, variant=None, identities=12) -> path, cached per session."""
+    cache: dict = {}
+
+    def make(source: str, variant: str | None = None, identities: int = 12) -> Path:
+        key = (source, variant, identities)
+        if key not in cache:
+            out = tmp_path_factory.mktemp("synth") / f"{source}-{variant}-{identities}"
+            cache[key] = synth(source, out, identities=identities, variant=variant)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def converted(synth_tree, tmp_path_factory):
+    """converted(source, variant=None) -> path of the converted default synth tree."""
+    cache: dict = {}
+
+    def make(source: str, variant: str | None = None) -> Path:
+        key = (source, variant)
+        if key not in cache:
+            out = tmp_path_factory.mktemp("shards") / f"{source}-{variant}"
+            convert(source, synth_tree(source, variant), out, shard_size=40)
+            cache[key] = out
+        return cache[key]
+
+    return make
