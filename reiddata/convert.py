@@ -65,6 +65,7 @@ def _build_items(source: Source, parsed: Parsed, table: AttributeTable | None) -
             raise bad_input(parsed.base, f"split {split!r} is empty", "check the tree against `reiddata sources`")
     labels = {pid: i for i, pid in enumerate(sorted({r.pid for r in parsed.records if r.trainable}))}
     schema = source.attributes
+    base = str(parsed.base)
     items = []
     for split in source.splits:
         for ordinal, record in enumerate(sorted(by_split[split], key=lambda r: r.path)):
@@ -87,7 +88,7 @@ def _build_items(source: Source, parsed: Parsed, table: AttributeTable | None) -
                 "sid": sid,
                 "source": record.path,
             }
-            items.append(Item(meta, (parsed.base / record.path,)))
+            items.append(Item(meta, (f"{base}/{record.path}",)))
     return items
 
 
@@ -127,17 +128,14 @@ def index_schema(source: Source, with_attributes: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _index_rows(rows: list[dict], with_attributes: bool) -> list[dict]:
-    out = []
-    for row in rows:
-        row = dict(row)
-        if with_attributes:
-            row["attributes"] = row["attributes"] or None  # distractors: no attributes
-            row["sid"] = row["sid"] or None
-        else:
-            del row["attributes"], row["sid"]
-        out.append(row)
-    return out
+def _index_row(meta: dict, with_attributes: bool, **placement: object) -> dict:
+    row = dict(meta, **placement)
+    if with_attributes:
+        row["attributes"] = row["attributes"] or None  # distractors: no attributes
+        row["sid"] = row["sid"] or None
+    else:
+        del row["attributes"], row["sid"]
+    return row
 
 
 def _split_summary(rows: list[dict], shards: list) -> dict:
@@ -148,7 +146,7 @@ def _split_summary(rows: list[dict], shards: list) -> dict:
         "cameras": sorted({r["camid"] for r in rows}),
         "views": dict(sorted(views.items())),
         "frames": sum(r.get("num_frames", 1) for r in rows),
-        "shards": [{"name": s.name, "samples": len(s.rows), "bytes": s.bytes, "sha256": s.sha256} for s in shards],
+        "shards": [{"name": s.name, "samples": len(s.placed), "bytes": s.bytes, "sha256": s.sha256} for s in shards],
     }
 
 
@@ -202,10 +200,13 @@ def convert(
         finally:
             if bar:
                 bar.close()
-        rows = [row for result in results for row in result.rows]
         with_attributes = table is not None
-        index_rows = _index_rows(rows, with_attributes)
-        index_table = write_index(tmp / INDEX, index_rows, index_schema(spec, with_attributes))
+        rows = [
+            _index_row(item.meta, with_attributes, shard=plan.name, offset=offset, size=size, width=w, height=h)
+            for plan, result in zip(plans, results)
+            for item, (offset, size, w, h) in zip(plan.items, result.placed)
+        ]
+        index_table = write_index(tmp / INDEX, rows, index_schema(spec, with_attributes))
         by_split = defaultdict(list)
         for result, plan in zip(results, plans):
             by_split[plan.split].append(result)
@@ -218,12 +219,12 @@ def convert(
             "source": spec.name,
             "variant": parsed.variant,
             "reiddata_version": __version__,
-            "version": content_version({r.name: r.sha256 for r in results}, index_table.to_pylist()),
+            "version": content_version({r.name: r.sha256 for r in results}, index_table),
             "options": {
                 "shard_size": shard_size,
                 "attributes": None if table is None else {"file": table.path.name, "sha256": table.sha256},
             },
-            "index": {"file": INDEX, "rows": len(index_rows)},
+            "index": {"file": INDEX, "rows": len(rows)},
             "split_order": list(spec.splits),
             "splits": {
                 split: _split_summary([r for r in rows if r["split"] == split], by_split[split])

@@ -1,10 +1,11 @@
-"""``reiddata verify``: recompute every shard's hash and counts against the manifest."""
+"""``reiddata verify``: recompute hashes and counts, and check the index against the shards."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tarfile
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 
 from .manifest import load_index, load_manifest
@@ -21,9 +22,37 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _tar_samples(path: Path) -> int:
-    with tarfile.open(path) as tar:
-        return len({m.name.split(".", 1)[0] for m in tar.getmembers()})
+def _index_copy(meta: dict, row: dict) -> dict:
+    """The index row as it must read for a ``KEY.json`` member ``meta``."""
+    expected = dict(meta, shard=row["shard"], offset=row["offset"], size=row["size"])
+    if "attributes" in row:
+        expected["attributes"] = meta["attributes"] or None
+        expected["sid"] = meta["sid"] or None
+    else:
+        expected.pop("attributes", None), expected.pop("sid", None)
+    actual = dict(row, roles={k: v for k, v in row["roles"].items() if v is not None})
+    return expected if expected == actual else {}
+
+
+def _check_shard(file: Path, rows: dict[str, dict]) -> list[str]:
+    """Each sample's JSON member equals its index row, and its byte range holds it."""
+    problems = []
+    seen = set()
+    with tarfile.open(file) as tar:
+        for member in tar:
+            key, _, ext = member.name.partition(".")
+            if ext != "json":
+                continue
+            seen.add(key)
+            meta = json.loads(tar.extractfile(member).read())
+            row = rows.get(key)
+            if row is None:
+                problems.append(f"{file}: sample {key} is not in the index")
+            elif not _index_copy(meta, row):
+                problems.append(f"{file}: index row of {key} differs from its {member.name}")
+    for key in sorted(set(rows) - seen):
+        problems.append(f"{file}: index lists {key}, the shard does not hold it")
+    return problems
 
 
 def verify(path: Path) -> list[str]:
@@ -32,15 +61,16 @@ def verify(path: Path) -> list[str]:
     manifest = load_manifest(path)
     problems = []
     index = load_index(path)
-    index_shards = Counter(index.column("shard").to_pylist())
     hashes = {s["name"]: s["sha256"] for split in manifest["splits"].values() for s in split["shards"]}
-    if content_version(hashes, index.to_pylist()) != manifest["version"]:
+    if content_version(hashes, index) != manifest["version"]:
         problems.append(f"{path / INDEX}: its content does not give the manifest's version {manifest['version']}")
-    listed = set()
+    by_shard: dict[str, dict[str, dict]] = defaultdict(dict)
+    for row in index.to_pylist():
+        by_shard[row["shard"]][row["key"]] = row
     for summary in manifest["splits"].values():
         for shard in summary["shards"]:
             file = path / shard["name"]
-            listed.add(shard["name"])
+            rows = by_shard.pop(shard["name"], {})
             if not file.is_file():
                 problems.append(f"{file}: shard missing")
                 continue
@@ -49,12 +79,9 @@ def verify(path: Path) -> list[str]:
             if _sha256(file) != shard["sha256"]:
                 problems.append(f"{file}: sha256 differs from the manifest (the shard was changed or damaged)")
                 continue
-            count = _tar_samples(file)
-            if count != shard["samples"] or index_shards.get(shard["name"], 0) != shard["samples"]:
-                problems.append(
-                    f"{file}: {count} samples in the tar, {index_shards.get(shard['name'], 0)} in the index, "
-                    f"manifest says {shard['samples']}"
-                )
-    for name in sorted(set(index_shards) - listed):
+            if len(rows) != shard["samples"]:
+                problems.append(f"{file}: {len(rows)} samples in the index, manifest says {shard['samples']}")
+            problems += _check_shard(file, rows)
+    for name in sorted(by_shard):
         problems.append(f"{path / name}: in the index but not in the manifest")
     return problems

@@ -10,12 +10,10 @@ renamed into place only once the manifest (written last) is complete.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import multiprocessing
 import os
 import shutil
-import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +52,7 @@ class Item:
     """One sample to write: its metadata and the source file(s) holding its bytes."""
 
     meta: dict  # key, split, pid, ...; width/height are added from the JPEG header
-    files: tuple[Path, ...]  # one image, or a tracklet's frames in order
+    files: tuple[str, ...]  # paths of one image, or of a tracklet's frames in order
 
 
 @dataclass(frozen=True)
@@ -70,22 +68,41 @@ class ShardResult:
     name: str
     sha256: str
     bytes: int
-    rows: tuple[dict, ...]  # full metadata + shard, offset, size per sample
+    placed: tuple[tuple[int, int, int, int], ...]  # (offset, size, width, height) per item
 
 
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+BLOCK = 512
+RECORD = 20 * BLOCK  # tar pads the archive to whole records, as GNU tar and tarfile do
 
 
-def _read_image(path: Path, check_decode: bool) -> tuple[bytes, int, int]:
+def tar_header(name: str, size: int) -> bytes:
+    """A USTAR header with the fixed metadata of the format (mtime 0, uid/gid 0, mode 0644).
+
+    Built by hand because ``tarfile.addfile`` costs more than the rest of a
+    conversion; ``tests/test_writer.py`` checks the bytes equal tarfile's.
+    """
+    raw = name.encode("ascii")
+    if len(raw) > 100:
+        raise ReidDataError(f"tar member name longer than 100 bytes: {name}")
+    header = bytearray(BLOCK)
+    header[0 : len(raw)] = raw
+    header[100:108] = b"0000644\0"  # mode
+    header[108:116] = b"0000000\0"  # uid
+    header[116:124] = b"0000000\0"  # gid
+    header[124:136] = b"%011o\0" % size
+    header[136:148] = b"00000000000\0"  # mtime 0
+    header[148:156] = b" " * 8  # checksum counts itself as spaces
+    header[156] = ord("0")  # regular file
+    header[257:265] = b"ustar\x0000"
+    # devmajor/devminor stay NUL for regular files, as tarfile writes them
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _read_image(path: str, check_decode: bool) -> tuple[bytes, int, int]:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise bad_input(path, "image listed by the source is missing", "restore the file or fix the list") from None
     try:
@@ -98,25 +115,32 @@ def _read_image(path: Path, check_decode: bool) -> tuple[bytes, int, int]:
 
 
 def write_shard(directory: Path, plan: ShardPlan) -> ShardResult:
-    """Write one shard tar; return its hash and the index rows of its samples."""
+    """Write one shard tar; return its hash and each sample's place and size."""
     path = directory / plan.name
-    rows = []
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for item in plan.items:  # items come sorted by key, so members are sorted too
-            key = item.meta["key"]
-            images = [_read_image(f, plan.decode_check) for f in item.files]
-            meta = dict(item.meta, width=images[0][1], height=images[0][2])
-            if len(images) == 1:
-                members = [(f"{key}.jpg", images[0][0])]
-            else:
-                members = [(f"{key}.{i:04d}.jpg", data) for i, (data, _, _) in enumerate(images)]
-            members.append((f"{key}.json", canonical_json(meta)))
-            offset = tar.offset
-            for name, data in members:
-                tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
-            rows.append(dict(meta, shard=plan.name, offset=offset, size=tar.offset - offset))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return ShardResult(plan.name, digest, path.stat().st_size, tuple(rows))
+    placed = []
+    chunks: list[bytes] = []
+    offset = 0
+    for item in plan.items:  # items come sorted by key, so members are sorted too
+        key = item.meta["key"]
+        images = [_read_image(file, plan.decode_check) for file in item.files]
+        width, height = images[0][1], images[0][2]
+        meta = dict(item.meta, width=width, height=height)
+        if len(images) == 1:
+            members = [(f"{key}.jpg", images[0][0])]
+        else:
+            members = [(f"{key}.{i:04d}.jpg", data) for i, (data, _, _) in enumerate(images)]
+        members.append((f"{key}.json", canonical_json(meta)))
+        start = offset
+        for name, data in members:
+            pad = -len(data) % BLOCK
+            chunks += (tar_header(name, len(data)), data, b"\0" * pad)
+            offset += BLOCK + len(data) + pad
+        placed.append((start, offset - start, width, height))
+    end = offset + 2 * BLOCK  # two zero blocks close the archive
+    chunks.append(b"\0" * (end + (-end % RECORD) - offset))
+    data = b"".join(chunks)  # one write and one hash per shard: tens of MB at most
+    path.write_bytes(data)
+    return ShardResult(plan.name, hashlib.sha256(data).hexdigest(), len(data), tuple(placed))
 
 
 def _write_shard_job(job: tuple[Path, ShardPlan]) -> ShardResult:
@@ -130,7 +154,11 @@ def write_shards(
     workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[ShardResult]:
-    """Write all shards, in ``workers`` processes; results in plan order."""
+    """Write all shards, in ``workers`` processes; results in plan order.
+
+    Workers come from a fork server, not a plain fork: forking a process whose
+    threads (pyarrow's, a progress bar's) hold locks can hang the child.
+    """
     jobs = [(directory, plan) for plan in plans]
     results = []
     if workers <= 1 or len(plans) <= 1:
@@ -138,13 +166,13 @@ def write_shards(
         for result in iterator:
             results.append(result)
             if on_progress:
-                on_progress(len(result.rows))
+                on_progress(len(result.placed))
         return results
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("forkserver").Pool(workers) as pool:
         for result in pool.imap(_write_shard_job, jobs):
             results.append(result)
             if on_progress:
-                on_progress(len(result.rows))
+                on_progress(len(result.placed))
     return results
 
 
@@ -160,7 +188,7 @@ def write_wids(directory: Path, split: str, shards: list[ShardResult], *, datase
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
         "name": f"{dataset}/{split}",
-        "shardlist": [{"url": s.name, "nsamples": len(s.rows), "filesize": s.bytes} for s in shards],
+        "shardlist": [{"url": s.name, "nsamples": len(s.placed), "filesize": s.bytes} for s in shards],
     }
     (directory / f"{split}.wids.json").write_bytes(canonical_json(desc) + b"\n")
 
@@ -170,18 +198,20 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     (directory / MANIFEST).write_text(text)
 
 
-def content_version(shard_hashes: Mapping[str, str], index_rows: Sequence[dict]) -> str:
-    """Hash of every shard's bytes and of the index content, as read back from parquet.
+def content_version(shard_hashes: Mapping[str, str], index: pa.Table) -> str:
+    """Hash of every shard's bytes and of where the index places each sample.
 
-    Hashing rows rather than the parquet bytes keeps the version independent of the
-    pyarrow release that wrote the file.
+    The sample metadata in the index is a copy of the ``KEY.json`` members, which the
+    shard hashes already cover (``verify`` checks the copy); the placement (key,
+    shard, offset, size) is hashed as text, so the version does not depend on how
+    pyarrow lays out or writes the table.
     """
     h = hashlib.sha256()
     h.update(f"{FORMAT}/{FORMAT_VERSION}\n".encode())
     for name in sorted(shard_hashes):
         h.update(f"{name} {shard_hashes[name]}\n".encode())
-    for row in index_rows:
-        h.update(canonical_json(row) + b"\n")
+    columns = [index.column(c).to_pylist() for c in ("key", "shard", "offset", "size")]
+    h.update("".join(f"{k} {s} {o} {n}\n" for k, s, o, n in zip(*columns)).encode())
     return h.hexdigest()[:16]
 
 

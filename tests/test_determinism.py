@@ -82,7 +82,8 @@ def test_verify_catches_an_edited_index(converted, tmp_path):
     table = pq.read_table(out / "index.parquet")
     labels = pc.add(table.column("label"), 1)
     pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", labels), out / "index.parquet")
-    assert verify(out) == [
-        f"{out / 'index.parquet'}: its content does not give the manifest's version "
-        + json.loads((out / "manifest.json").read_text())["version"]
-    ]
+    problems = verify(out)
+    assert len(problems) == len(table)  # every row now disagrees with its shard's JSON
+    assert problems[0] == f"{out / 'gallery-000000.tar'}: index row of gallery_0000000 differs from its " + (
+        "gallery_0000000.json"
+    )
