@@ -73,3 +73,17 @@ def test_tar_members_are_sorted_deterministic_and_carry_the_index_metadata(sourc
         raw = shard.read_bytes()[row["offset"] : row["offset"] + row["size"]]
         assert raw[:512].startswith(names[0].encode())
         assert tar.extractfile(names[0]).read() in raw
+
+
+def test_plain_webdataset_reads_every_sample_with_its_metadata(converted):
+    import webdataset as wds
+
+    out = converted("dukemtmc-reid")
+    index = {r["key"]: r for r in pq.read_table(out / "index.parquet").to_pylist()}
+    urls = [str(p) for p in sorted(out.glob("*.tar"))]
+    seen = {}
+    for sample in wds.WebDataset(urls, shardshuffle=False):
+        meta = json.loads(sample["json"])
+        assert sample["jpg"][:2] == b"\xff\xd8"
+        seen[sample["__key__"]] = meta["pid"]
+    assert seen == {k: r["pid"] for k, r in index.items()}
