@@ -128,7 +128,8 @@ def index_schema(source: Source, with_attributes: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _index_row(meta: dict, with_attributes: bool, **placement: object) -> dict:
+def index_row(meta: dict, with_attributes: bool, **placement: object) -> dict:
+    """The index row of a sample: its metadata, placement, and null attributes when it has none."""
     row = dict(meta, **placement)
     if with_attributes:
         row["attributes"] = row["attributes"] or None  # distractors: no attributes
@@ -202,7 +203,7 @@ def convert(
                 bar.close()
         with_attributes = table is not None
         rows = [
-            _index_row(item.meta, with_attributes, shard=plan.name, offset=offset, size=size, width=w, height=h)
+            index_row(item.meta, with_attributes, shard=plan.name, offset=offset, size=size, width=w, height=h)
             for plan, result in zip(plans, results)
             for item, (offset, size, w, h) in zip(plan.items, result.placed)
         ]

@@ -8,6 +8,7 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
+from .convert import index_row
 from .manifest import load_index, load_manifest
 from .writer import INDEX, content_version
 
@@ -22,16 +23,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _index_copy(meta: dict, row: dict) -> dict:
-    """The index row as it must read for a ``KEY.json`` member ``meta``."""
-    expected = dict(meta, shard=row["shard"], offset=row["offset"], size=row["size"])
-    if "attributes" in row:
-        expected["attributes"] = meta["attributes"] or None
-        expected["sid"] = meta["sid"] or None
-    else:
-        expected.pop("attributes", None), expected.pop("sid", None)
-    actual = dict(row, roles={k: v for k, v in row["roles"].items() if v is not None})
-    return expected if expected == actual else {}
+def _index_copy(meta: dict, row: dict) -> bool:
+    """Whether index ``row`` is what convert writes for the ``KEY.json`` member ``meta``."""
+    expected = index_row(meta, "attributes" in row, shard=row["shard"], offset=row["offset"], size=row["size"])
+    # the index's roles struct has every protocol; the JSON only the sample's roles
+    return expected == dict(row, roles={k: v for k, v in row["roles"].items() if v is not None})
 
 
 def _check_shard(file: Path, rows: dict[str, dict]) -> list[str]:
