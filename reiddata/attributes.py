@@ -105,13 +105,19 @@ def onehot(
     prefix: str,
     empty: str | None = "none",
     multi: str | None = "multi",
+    spelled: Mapping[str, str] | None = None,
 ) -> Attribute:
-    """An attribute stored as one yes/no field per value (``prefix + value``)."""
+    """An attribute stored as one yes/no field per value (``prefix + value``).
+
+    ``spelled`` maps a value to its field name where the file truncates it
+    (AG-ReID's ``uppercardiga`` for ``cardigan``).
+    """
     extra = tuple(v for v in (empty, multi) if v is not None and v not in values)
+    spelled = spelled or {}
     return Attribute(
         name,
         tuple(values) + extra,
-        tuple(prefix + v for v in values),
+        tuple(spelled.get(v, prefix + v) for v in values),
         "onehot",
         empty=empty,
         multi=multi,
@@ -264,20 +270,24 @@ def write_attribute_file(
     parts: Mapping[str, Mapping[str, Mapping[str, str]]],
     *,
     field_orders: Mapping[str, Sequence[str]] | None = None,
+    raw_codes: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
 ) -> None:
     """Write ``parts[part][identity] -> values`` in the real files' MATLAB struct form.
 
     ``field_orders`` sets a part's field order (the real files differ per part), so
     that readers indexing by position fail on synthetic data as they do on real data.
+    ``raw_codes[part][identity][field]`` overrides encoded codes: the quirks no value
+    decodes to (a one-vs-all group with several "yes" kept as the first).
     """
     top = {}
     for part in schema.parts:
         identities = sorted(parts[part])
         columns: dict[str, list[int]] = {f: [] for f in schema.fields}
         for identity in identities:
+            edits = (raw_codes or {}).get(part, {}).get(identity, {})
             for attribute in schema.attributes:
                 for f, code in attribute.encode(parts[part][identity][attribute.name]).items():
-                    columns[f].append(code)
+                    columns[f].append(edits.get(f, code))
         order = list((field_orders or {}).get(part, schema.fields))
         if sorted(order) != sorted(schema.fields):
             raise ReidDataError(f"field order for {part!r} must list exactly the schema fields")

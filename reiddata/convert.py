@@ -162,6 +162,7 @@ def _protocol_summary(source: Source, rows: list[dict]) -> dict:
                 "splits": sorted({r["split"] for r in members}),
                 "samples": len(members),
                 "ids": len({r["pid"] for r in members}),
+                "views": dict(sorted(Counter(r["view"] for r in members).items())),
             }
         out[protocol.name] = {"description": protocol.description, "match": protocol.match, **sides}
     return out
@@ -232,14 +233,25 @@ def convert(
                 for split in spec.splits
             },
             "protocols": _protocol_summary(spec, rows),
+            "protocol_order": [p.name for p in spec.protocols],
             "camera_views": {str(c): v for c, v in sorted(spec.camera_views.items())},
             "attributes": None if table is None or spec.attributes is None else spec.attributes.to_json(),
+            "attribute_status": _attribute_status(spec, table),
             "anomalies": dict(sorted(table.anomalies.items())) if table else {},
             "dropped": dict(sorted(parsed.dropped.items())),
             "ignored": dict(sorted(parsed.ignored.items())),
         }
         write_manifest(tmp, manifest)  # last: its presence marks a complete dataset
     return manifest
+
+
+def _attribute_status(source: Source, table: AttributeTable | None) -> str:
+    """Why a dataset has attributes or not, in words for ``stats`` and users."""
+    if source.attributes is None:
+        return f"none: {source.name} has no attribute labels"
+    if table is None:
+        return f"not found: no {' or '.join(source.attributes.filenames)} next to the data and none given"
+    return f"labelled: {table.path.name}"
 
 
 def _progress_bar(total: int, desc: str):

@@ -12,11 +12,21 @@ from .manifest import load_index, load_manifest
 __all__ = ["dataset_stats", "format_stats", "write_plots"]
 
 
-def _sizes(widths: np.ndarray, heights: np.ndarray) -> dict:
+def _sizes(widths: np.ndarray, heights: np.ndarray, pids: np.ndarray) -> dict:
     def summary(values: np.ndarray) -> dict:
         return {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
 
-    return {"samples": int(len(widths)), "width": summary(widths), "height": summary(heights)}
+    return {
+        "samples": int(len(widths)),
+        "ids": len(set(pids.tolist())),
+        "width": summary(widths),
+        "height": summary(heights),
+    }
+
+
+def _value_counts(attrs: list, names: list[str]) -> dict[str, dict[str, int]]:
+    chosen = [a for a in attrs if a is not None]
+    return {name: dict(sorted(Counter(row[name] for row in chosen).items())) for name in names}
 
 
 def dataset_stats(path: Path) -> dict:
@@ -27,6 +37,7 @@ def dataset_stats(path: Path) -> dict:
     split = np.asarray(rows["split"])
     view = np.asarray(rows["view"])
     width, height = np.asarray(rows["width"]), np.asarray(rows["height"])
+    pid = np.asarray(rows["pid"])
     out: dict = {
         "source": manifest["source"],
         "variant": manifest["variant"],
@@ -36,22 +47,22 @@ def dataset_stats(path: Path) -> dict:
             name: {k: s[k] for k in ("samples", "ids", "cameras", "views", "frames")}
             for name, s in ((n, manifest["splits"][n]) for n in manifest["split_order"])
         },
-        "sizes_by_view": {v: _sizes(width[view == v], height[view == v]) for v in sorted(set(view))},
-        "protocols": manifest["protocols"],
+        "sizes_by_view": {v: _sizes(width[view == v], height[view == v], pid[view == v]) for v in sorted(set(view))},
+        "protocols": {p: manifest["protocols"][p] for p in manifest.get("protocol_order", manifest["protocols"])},
         "dropped": manifest["dropped"],
         "ignored": manifest["ignored"],
         "anomalies": manifest["anomalies"],
         "attributes": None,
+        "attribute_status": manifest.get("attribute_status", "none"),
     }
     schema = manifest["attributes"]
     if schema is not None:
         attrs, sids = rows["attributes"], rows["sid"]
-        values: dict[str, dict[str, dict[str, int]]] = {}
-        for s in manifest["split_order"]:
-            chosen = [a for a, sp in zip(attrs, split) if sp == s and a is not None]
-            values[s] = {
-                a["name"]: dict(sorted(Counter(row[a["name"]] for row in chosen).items())) for a in schema["attributes"]
-            }
+        names = [a["name"] for a in schema["attributes"]]
+        values = {
+            s: _value_counts([a for a, sp in zip(attrs, split) if sp == s], names) for s in manifest["split_order"]
+        }
+        by_view = {v: _value_counts([a for a, vw in zip(attrs, view) if vw == v], names) for v in sorted(set(view))}
         groups = {}
         for g in schema["groups"]:
             seen = {"train": set(), "test": set()}
@@ -66,6 +77,7 @@ def dataset_stats(path: Path) -> dict:
             }
         out["attributes"] = {
             "values": values,
+            "values_by_view": by_view,
             "sid_groups": groups,
             "without_attributes": sum(a is None for a in attrs),
         }
@@ -78,6 +90,10 @@ def _table(header: list[str], body: list[list[object]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _views(side: dict) -> str:
+    return " ".join(f"{k}:{v}" for k, v in side.get("views", {}).items())
 
 
 def format_stats(stats: dict) -> str:
@@ -100,15 +116,17 @@ def format_stats(stats: dict) -> str:
     )
     parts.append(
         _table(
-            ["protocol", "match", "queries", "query ids", "gallery", "gallery ids"],
+            ["protocol", "match", "queries", "query ids", "query views", "gallery", "gallery ids", "gallery views"],
             [
                 [
                     name,
                     p["match"],
                     p["query"]["samples"],
                     p["query"]["ids"],
+                    _views(p["query"]),
                     p["gallery"]["samples"],
                     p["gallery"]["ids"],
+                    _views(p["gallery"]),
                 ]
                 for name, p in stats["protocols"].items()
             ],
@@ -116,11 +134,12 @@ def format_stats(stats: dict) -> str:
     )
     parts.append(
         _table(
-            ["view", "images", "width min/median/max", "height min/median/max"],
+            ["view", "images", "ids", "width min/median/max", "height min/median/max"],
             [
                 [
                     v,
                     s["samples"],
+                    s.get("ids", "?"),
                     "{min}/{median:g}/{max}".format(**s["width"]),
                     "{min}/{median:g}/{max}".format(**s["height"]),
                 ]
@@ -133,15 +152,17 @@ def format_stats(stats: dict) -> str:
             parts.append(f"{title}:\n" + "\n".join(f"  {k}: {v}" for k, v in stats[title].items()))
     attributes = stats["attributes"]
     if attributes is None:
-        parts.append("attributes: none (the source has no attribute file, or none was found or given)")
+        parts.append(f"attributes: {stats['attribute_status']}")
     else:
-        splits = list(attributes["values"])
+        columns = {**attributes["values"], **attributes.get("values_by_view", {})}
         body = []
-        for name in attributes["values"][splits[0]]:
-            keys = sorted({k for s in splits for k in attributes["values"][s][name]})
+        for name in attributes["values"][next(iter(attributes["values"]))]:
+            keys = sorted({k for c in columns.values() for k in c[name]})
             for k in keys:
-                body.append([name, k, *(attributes["values"][s][name].get(k, 0) for s in splits)])
-        parts.append("attribute values (samples):\n" + _table(["attribute", "value", *splits], body))
+                body.append([name, k, *(c[name].get(k, 0) for c in columns.values())])
+        parts.append(
+            "attribute values (samples per split and per view):\n" + _table(["attribute", "value", *columns], body)
+        )
         parts.append(
             "semantic IDs per group:\n"
             + _table(

@@ -13,7 +13,7 @@ from reiddata import SOURCES, ReidDataError, get_source
 from reiddata.synth.layouts import LAYOUTS
 from reiddata.verify import verify
 
-CASES = [(name, None) for name in sorted(SOURCES)] + [("msmt17", "v2")]
+CASES = [(name, None) for name in sorted(SOURCES)] + [("msmt17", "v2"), ("agreid-v2", "nested")]
 
 
 def test_every_source_has_a_synth_layout():
@@ -21,7 +21,7 @@ def test_every_source_has_a_synth_layout():
 
 
 def test_unknown_source_lists_the_valid_names():
-    with pytest.raises(ReidDataError, match="expected one of dukemtmc-reid, market1501, msmt17"):
+    with pytest.raises(ReidDataError, match="expected one of agreid-v1, agreid-v2, cargo, dukemtmc-reid, market1501, msmt17"):
         get_source("market")
 
 
@@ -46,11 +46,20 @@ def test_converted_counts_match_the_parsed_tree(source, variant, synth_tree, con
     train = [r for r in index if r["split"] == "train"]
     assert sorted({r["label"] for r in train}) == list(range(manifest["splits"]["train"]["ids"]))
     assert all(r["label"] == -1 for r in index if r["split"] in ("query", "gallery"))
-    # every protocol role is on its split's samples
-    for protocol in manifest["protocols"].values():
-        assert protocol["query"]["samples"] == expected["query"]
-        assert protocol["gallery"]["samples"] == expected["gallery"]
-        assert protocol["match"] == "camera"
+    # every protocol's roles are the parsed ones, on query and gallery samples only
+    assert manifest["protocol_order"] == [p.name for p in spec.protocols]
+    assert set(manifest["protocols"]) == set(manifest["protocol_order"])
+    for protocol in spec.protocols:
+        summary = manifest["protocols"][protocol.name]
+        assert summary["match"] == protocol.match
+        for role in ("query", "gallery"):
+            members = [r for r in parsed.records if (protocol.name, role) in r.roles]
+            assert summary[role]["samples"] == len(members) > 0
+            assert summary[role]["splits"] == [role]
+            assert sum(r["roles"][protocol.name] == role for r in index) == len(members)
+            assert all(protocol.admits(role, r.view) for r in members)
+    if len(spec.protocols) == 1:  # one protocol: every query and gallery image takes part
+        assert manifest["protocols"][spec.protocols[0].name]["query"]["samples"] == expected["query"]
     assert verify(out) == []
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from ..errors import ReidDataError
-from . import dukemtmc, market1501, msmt17
+from . import agreid_v1, agreid_v2, cargo, dukemtmc, market1501, msmt17
 from .base import Parsed, Protocol, Record, Source
 
 __all__ = ["SOURCES", "Parsed", "Protocol", "Record", "Source", "get_source"]
 
-SOURCES: dict[str, Source] = {m.SOURCE.name: m.SOURCE for m in (market1501, dukemtmc, msmt17)}
+SOURCES: dict[str, Source] = {
+    m.SOURCE.name: m.SOURCE for m in (market1501, dukemtmc, msmt17, agreid_v1, agreid_v2, cargo)
+}
 
 
 def get_source(name: str) -> Source:

@@ -23,12 +23,26 @@ class Protocol:
 
     ``match`` is the rule an evaluator applies without knowing the dataset: gallery
     items with the query's pid and the same camera (``camera``) or the same view
-    (``view``) are not counted as matches.
+    (``view``) are not counted as matches. ``query_views`` / ``gallery_views`` are
+    the views each side may hold (empty: any); sources check their lists against them.
     """
 
     name: str
     description: str
     match: str = "camera"
+    query_views: tuple[str, ...] = ()
+    gallery_views: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.match not in MATCH_RULES:
+            raise ValueError(f"protocol {self.name}: match must be one of {MATCH_RULES}")
+        if not set(self.query_views + self.gallery_views) <= set(VIEWS):
+            raise ValueError(f"protocol {self.name}: views must be among {VIEWS}")
+
+    def admits(self, role: str, view: str) -> bool:
+        """Whether a sample of ``view`` may take ``role`` ("query" | "gallery") here."""
+        views = self.query_views if role == "query" else self.gallery_views
+        return not views or view in views
 
 
 @dataclass(frozen=True)

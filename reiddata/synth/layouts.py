@@ -16,7 +16,9 @@ import numpy as np
 
 from ..attributes import AttributeSchema, write_attribute_file
 from ..sources import dukemtmc, market1501
-from .people import Person, jpeg_bytes, make_people, render, render_clutter
+from .aerial_ground import write_agreid_v1, write_agreid_v2, write_cargo
+from .common import camera_tints, image_size, save, seeded, shots, split_test, world
+from .people import Person, jpeg_bytes, render, render_clutter
 
 __all__ = ["LAYOUTS", "Layout"]
 
@@ -29,10 +31,6 @@ class Layout:
     write: Callable[[Path, int, int, str | None], None]  # (out, identities, seed, variant)
     variants: tuple[str, ...] = ()
     min_identities: int = 4
-
-
-def _rng(seed: int, *words: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *words])
 
 
 def _labels(person: Person, schema: AttributeSchema, rng: np.random.Generator) -> dict[str, str]:
@@ -56,67 +54,10 @@ def _labels(person: Person, schema: AttributeSchema, rng: np.random.Generator) -
     return out
 
 
-def _tints(seed: int, cameras: int) -> dict[int, tuple[int, int, int]]:
-    rng = _rng(seed, 31)
-    return {c: tuple(int(v) for v in rng.integers(60, 200, size=3)) for c in range(1, cameras + 1)}  # type: ignore[misc]
-
-
-def _save(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def _shots(rng: np.random.Generator, cameras: int, *, min_cams: int = 2, max_cams: int = 4) -> list[int]:
-    """Cameras of one identity's images: 2-4 cameras, 2-3 images each, camera order."""
-    cams = sorted(
-        int(c) + 1 for c in rng.choice(cameras, size=int(rng.integers(min_cams, max_cams + 1)), replace=False)
-    )
-    return [c for c in cams for _ in range(int(rng.integers(2, 4)))]
-
-
-def _image_size(rng: np.random.Generator, fixed: tuple[int, int] | None) -> tuple[int, int]:
-    if fixed:
-        return fixed
-    height = int(rng.integers(96, 193))
-    return int(height * rng.uniform(0.36, 0.5)), height
-
-
-def _world(identities: int, seed: int, schema: AttributeSchema | None, pid_pool: np.ndarray):
-    """People, their pids (sorted within train and test) and which are test identities."""
-    colours = {}
-    if schema is not None:
-        for name in ("upcolor", "downcolor"):
-            a = schema.attribute(name)
-            colours[name] = a.values[: len(a.fields)]
-    people = make_people(
-        identities,
-        seed,
-        up_colours=colours.get("upcolor", ("black", "white", "red", "gray", "blue", "green")),
-        down_colours=colours.get("downcolor", ("black", "white", "gray", "blue", "brown")),
-    )
-    rng = _rng(seed, 11)
-    pids = sorted(int(p) for p in rng.choice(pid_pool, size=identities, replace=False))
-    is_test = np.zeros(identities, dtype=bool)
-    is_test[rng.permutation(identities)[: identities // 2]] = True
-    return people, pids, is_test
-
-
-def _split_test(rng: np.random.Generator, cams: list[int], *, with_query: bool) -> list[str]:
-    """query for the first image of up to two cameras, gallery for the rest."""
-    roles, queried = [], set()
-    for cam in cams:
-        if with_query and cam not in queried and len(queried) < 2:
-            queried.add(cam)
-            roles.append("query")
-        else:
-            roles.append("gallery")
-    return roles
-
-
 def _attribute_tables(people, pids, is_test, schema, seed) -> dict[str, dict[str, dict[str, str]]]:
     parts: dict[str, dict[str, dict[str, str]]] = {"train": {}, "test": {}}
     for person, pid, test in zip(people, pids, is_test):
-        parts["test" if test else "train"][f"{pid:04d}"] = _labels(person, schema, _rng(seed, 97, person.index))
+        parts["test" if test else "train"][f"{pid:04d}"] = _labels(person, schema, seeded(seed, 97, person.index))
     return parts
 
 
@@ -135,23 +76,23 @@ def _flat_folders(
     gallery_only: float = 0.0,
 ) -> None:
     """Market/Duke: one flat folder per split; ``name(pid, cam, n)`` builds file names."""
-    people, pids, is_test = _world(identities, seed, schema, np.arange(1, 1502))
-    tints = _tints(seed, cameras)
+    people, pids, is_test = world(identities, seed, schema, np.arange(1, 1502))
+    tints = camera_tints(seed, cameras)
     counter = 0
     for person, pid, test in zip(people, pids, is_test):
-        rng = _rng(seed, 3, person.index)
-        cams = _shots(rng, cameras)
-        roles = _split_test(rng, cams, with_query=rng.random() >= gallery_only) if test else ["train"] * len(cams)
+        rng = seeded(seed, 3, person.index)
+        cams = shots(rng, cameras)
+        roles = split_test(rng, cams, with_query=rng.random() >= gallery_only) if test else ["train"] * len(cams)
         for cam, role in zip(cams, roles):
             counter += 1
-            image = render(person, view="ground", size=_image_size(rng, size), rng=rng, tint=tints[cam])
-            _save(out / folders[role] / name(pid, cam, counter), jpeg_bytes(image))
-    rng = _rng(seed, 5)
+            image = render(person, view="ground", size=image_size(rng, size), rng=rng, tint=tints[cam])
+            save(out / folders[role] / name(pid, cam, counter), jpeg_bytes(image))
+    rng = seeded(seed, 5)
     for maker in (junk, distractor):
         for i in range(identities // 4 if maker else 0):
             cam = int(rng.integers(1, cameras + 1))
-            image = render_clutter(size=_image_size(rng, size), rng=rng, tint=tints[cam])
-            _save(out / folders["gallery"] / maker(cam, i + 1), jpeg_bytes(image))  # type: ignore[misc]
+            image = render_clutter(size=image_size(rng, size), rng=rng, tint=tints[cam])
+            save(out / folders["gallery"] / maker(cam, i + 1), jpeg_bytes(image))  # type: ignore[misc]
     tables = _attribute_tables(people, pids, is_test, schema, seed)
     if schema is dukemtmc.SCHEMA:  # the real file has unlabelled `top` (0) for two train ids
         first = min(tables["train"])
@@ -213,23 +154,23 @@ def write_msmt17(out: Path, identities: int, seed: int, variant: str | None) -> 
     v2 = (variant or "v1").lower() == "v2"
     base = out / ("MSMT17_V2" if v2 else "MSMT17_V1")
     folders = {"train": "mask_train_v2" if v2 else "train", "test": "mask_test_v2" if v2 else "test"}
-    people, _, is_test = _world(identities, seed, None, np.arange(identities))
-    tints = _tints(seed, 15)
+    people, _, is_test = world(identities, seed, None, np.arange(identities))
+    tints = camera_tints(seed, 15)
     lists: dict[str, list[str]] = {"train": [], "val": [], "query": [], "gallery": []}
     labels = {"train": 0, "test": 0}
     for person, test in zip(people, is_test):
         side = "test" if test else "train"
         label = labels[side]
         labels[side] += 1
-        rng = _rng(seed, 3, person.index)
-        names = list(_msmt_names(rng, label, _shots(rng, 15)))
+        rng = seeded(seed, 3, person.index)
+        names = list(_msmt_names(rng, label, shots(rng, 15)))
         if test:
-            roles = _split_test(rng, [c for c, _ in names], with_query=True)
+            roles = split_test(rng, [c for c, _ in names], with_query=True)
         else:  # about one image in ten of an identity goes to val; train keeps the rest
             roles = ["val" if i > 0 and rng.random() < 0.12 else "train" for i in range(len(names))]
         for (cam, name), role in zip(names, roles):
-            image = render(person, view="ground", size=_image_size(rng, None), rng=rng, tint=tints[cam])
-            _save(base / folders[side] / f"{label:04d}" / name, jpeg_bytes(image))
+            image = render(person, view="ground", size=image_size(rng, None), rng=rng, tint=tints[cam])
+            save(base / folders[side] / f"{label:04d}" / name, jpeg_bytes(image))
             lists[role].append(f"{label:04d}/{name} {label}")
     for split, lines in lists.items():
         (base / f"list_{split}.txt").write_text("".join(line + "\n" for line in lines))
@@ -239,4 +180,7 @@ LAYOUTS: dict[str, Layout] = {
     "market1501": Layout(write_market1501),
     "dukemtmc-reid": Layout(write_dukemtmc),
     "msmt17": Layout(write_msmt17, variants=("v1", "v2")),
+    "agreid-v1": Layout(write_agreid_v1),
+    "agreid-v2": Layout(write_agreid_v2, variants=("flat", "nested")),
+    "cargo": Layout(write_cargo),
 }
