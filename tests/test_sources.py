@@ -21,7 +21,9 @@ def test_every_source_has_a_synth_layout():
 
 
 def test_unknown_source_lists_the_valid_names():
-    with pytest.raises(ReidDataError, match="expected one of agreid-v1, agreid-v2, cargo, dukemtmc-reid, market1501, msmt17"):
+    with pytest.raises(
+        ReidDataError, match="expected one of agreid-v1, agreid-v2, cargo, dukemtmc-reid, market1501, msmt17"
+    ):
         get_source("market")
 
 
