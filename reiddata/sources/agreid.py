@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..attributes import AttributeSchema, onehot
-from .base import match_name
+from .base import Record, match_name
 
 __all__ = ["PATTERN", "SHOWN", "SCHEMA", "Name", "parse_name"]
 
@@ -45,6 +45,21 @@ class Name:
     @property
     def pid(self) -> int:
         return int(self.digits)  # the official loaders' pid: int("0000" + "02140" + "0") = 21400
+
+    def record(self, *, split: str, path: str, view: str, roles: tuple[tuple[str, str], ...]) -> Record:
+        """The sample record of this image; train ids read the file's train part, others its test part."""
+        return Record(
+            split=split,
+            path=path,
+            pid_raw=self.identity,
+            pid=self.pid,
+            camid=self.camid,
+            view=view,
+            roles=roles,
+            attribute_part="train" if split == "train" else "test",
+            attribute_id=self.digits,
+            trainable=split == "train",
+        )
 
 
 def parse_name(path: Path | str, *, source: str, where: str | None = None) -> Name:

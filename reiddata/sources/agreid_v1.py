@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import bad_input
 from . import agreid
-from .base import Parsed, Protocol, Record, Source, check_camera, find_base, list_jpgs
+from .base import Parsed, Protocol, Source, check_camera, find_base, list_jpgs
 
 NAME = "agreid-v1"
 CAMERA_VIEWS = {0: "aerial", 3: "ground"}  # C0 UAV, C3 CCTV
@@ -37,7 +37,7 @@ NESTED = ("AG-ReID",)
 def parse(root: Path) -> Parsed:
     base = find_base(root, source=NAME, required=[f[0] for f in FOLDERS], nested=NESTED)
     parsed = Parsed(base, "AG-ReID.v1", [])
-    for folder, split, camera, role in FOLDERS:
+    for folder, split, camera, membership in FOLDERS:
         for path in list_jpgs(base / folder, parsed.ignored):
             name = agreid.parse_name(path, source=NAME)
             view = check_camera(name.camid, CAMERA_VIEWS, path, source=NAME)
@@ -47,20 +47,8 @@ def parse(root: Path) -> Parsed:
                     f"camera C{name.camid} in {folder}/, which holds only C{camera} images",
                     "move the image to the folder of its camera or remove it",
                 )
-            parsed.records.append(
-                Record(
-                    split=split,
-                    path=f"{folder}/{path.name}",
-                    pid_raw=name.identity,
-                    pid=name.pid,
-                    camid=name.camid,
-                    view=view,
-                    roles=(role,) if role else (),
-                    attribute_part="train" if split == "train" else "test",
-                    attribute_id=name.digits,
-                    trainable=split == "train",
-                )
-            )
+            roles = (membership,) if membership else ()
+            parsed.records.append(name.record(split=split, path=f"{folder}/{path.name}", view=view, roles=roles))
     return parsed
 
 

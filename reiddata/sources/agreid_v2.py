@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import bad_input
 from . import agreid
-from .base import Parsed, Protocol, Record, Source, check_camera, find_base, list_jpgs
+from .base import Parsed, Protocol, Source, check_camera, find_base, list_jpgs
 
 NAME = "agreid-v2"
 CAMERA_VIEWS = {0: "aerial", 2: "wearable", 3: "ground"}  # C0 UAV, C2 wearable, C3 CCTV
@@ -109,20 +109,8 @@ def parse(root: Path) -> Parsed:
     images = _images(base, parsed)
     roles = _roles(base, images)
     for rel, (split, name) in images.items():
-        parsed.records.append(
-            Record(
-                split=split,
-                path=rel,
-                pid_raw=name.identity,
-                pid=name.pid,
-                camid=name.camid,
-                view=CAMERA_VIEWS[name.camid],
-                roles=tuple(roles.get(rel, ())),
-                attribute_part="train" if split == "train" else "test",
-                attribute_id=name.digits,
-                trainable=split == "train",
-            )
-        )
+        view = CAMERA_VIEWS[name.camid]
+        parsed.records.append(name.record(split=split, path=rel, view=view, roles=tuple(roles.get(rel, ()))))
     return parsed
 
 
