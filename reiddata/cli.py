@@ -56,6 +56,7 @@ def _convert(args: argparse.Namespace) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
         decode_check=args.decode_check,
+        storage=args.store,
         progress=not args.quiet,
     )
     splits = ", ".join(f"{k} {v['samples']}" for k, v in manifest["splits"].items())
@@ -113,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--identities", type=int, default=DEFAULT_IDENTITIES, help=f"people, half train (default {DEFAULT_IDENTITIES})"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variant", default=None, help="layout variant (msmt17: v1 or v2)")
+    p.add_argument(
+        "--variant", default=None, help="layout variant (msmt17, g2a-vreid: v1 or v2; agreid-v2: flat or nested)"
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_synth)
 
@@ -126,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes writing shards")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--decode-check", action="store_true", help="fully decode every image (slower)")
+    p.add_argument(
+        "--store",
+        choices=("jpeg", "video"),
+        default="jpeg",
+        help="tracklets: JPEG frames as they are, or one lossy MP4 per tracklet (smaller; decord reads it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_convert)
 

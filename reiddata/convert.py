@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from . import video
 from ._version import __version__
 from .attributes import AttributeSchema, AttributeTable, read_attribute_file
 from .errors import ReidDataError, bad_input
-from .sources import Parsed, Source, get_source
+from .sources import Parsed, Protocol, Source, get_source
 from .writer import (
     FORMAT,
     FORMAT_VERSION,
@@ -30,6 +31,7 @@ __all__ = ["convert", "DEFAULT_SHARD_SIZE", "find_attribute_file"]
 
 DEFAULT_SHARD_SIZE = 5000  # samples per shard: ~25-100 MB of person crops
 KEY_DIGITS = 7
+STORAGES = ("jpeg", "video")
 
 
 def find_attribute_file(base: Path, schema: AttributeSchema) -> Path | None:
@@ -88,11 +90,15 @@ def _build_items(source: Source, parsed: Parsed, table: AttributeTable | None) -
                 "sid": sid,
                 "source": record.path,
             }
-            items.append(Item(meta, (f"{base}/{record.path}",)))
+            if record.frames:  # a tracklet: its frame count and names, in order
+                meta["num_frames"] = len(record.frames)
+                meta["frames"] = [f.rsplit("/", 1)[-1] for f in record.frames]
+            files = record.frames or (record.path,)
+            items.append(Item(meta, tuple(f"{base}/{f}" for f in files)))
     return items
 
 
-def _plan(items: Sequence[Item], shard_size: int, decode_check: bool) -> list[ShardPlan]:
+def _plan(items: Sequence[Item], shard_size: int, decode_check: bool, storage: str) -> list[ShardPlan]:
     plans = []
     by_split: dict[str, list[Item]] = defaultdict(list)
     for item in items:
@@ -100,11 +106,11 @@ def _plan(items: Sequence[Item], shard_size: int, decode_check: bool) -> list[Sh
     for split, split_items in by_split.items():
         for n, start in enumerate(range(0, len(split_items), shard_size)):
             chunk = tuple(split_items[start : start + shard_size])
-            plans.append(ShardPlan(f"{split}-{n:06d}.tar", split, chunk, decode_check))
+            plans.append(ShardPlan(f"{split}-{n:06d}.tar", split, chunk, decode_check, storage))
     return plans
 
 
-def index_schema(source: Source, with_attributes: bool) -> pa.Schema:
+def index_schema(source: Source, protocols: Sequence[Protocol], with_attributes: bool) -> pa.Schema:
     fields = [
         ("key", pa.string()),
         ("split", pa.string()),
@@ -119,8 +125,12 @@ def index_schema(source: Source, with_attributes: bool) -> pa.Schema:
         ("source", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
-        ("roles", pa.struct([(p.name, pa.string()) for p in source.protocols])),
+        ("roles", pa.struct([(p.name, pa.string()) for p in protocols])),
     ]
+    if source.kind == "video":
+        fields.append(("num_frames", pa.int32()))
+        fields.append(("frames", pa.list_(pa.string())))
+        fields.append(("frame_sizes", pa.list_(pa.list_(pa.int32()))))
     schema = source.attributes
     if with_attributes and schema is not None:
         fields.append(("attributes", pa.struct([(a.name, pa.string()) for a in schema.attributes])))
@@ -151,9 +161,9 @@ def _split_summary(rows: list[dict], shards: list) -> dict:
     }
 
 
-def _protocol_summary(source: Source, rows: list[dict]) -> dict:
+def _protocol_summary(protocols: Sequence[Protocol], rows: list[dict]) -> dict:
     out = {}
-    for protocol in source.protocols:
+    for protocol in protocols:
         sides = {}
         for role in ("query", "gallery"):
             members = [r for r in rows if r["roles"].get(protocol.name) == role]
@@ -178,23 +188,31 @@ def convert(
     workers: int = 1,
     overwrite: bool = False,
     decode_check: bool = False,
+    storage: str = "jpeg",
     progress: bool = False,
 ) -> dict:
     """Convert the ``source`` tree at ``root`` into a shard dataset at ``out``.
 
+    ``storage`` (tracklet sources): ``jpeg`` keeps each frame's bytes as a member,
+    ``video`` encodes each tracklet as one MP4 member (lossy, much smaller).
     Returns the manifest. Raises :class:`ReidDataError` on input that breaks the
     source's rules; then nothing is left at ``out`` (or the old ``out`` is kept).
     """
     spec = get_source(source)
     if shard_size < 1:
         raise ReidDataError(f"--shard-size must be at least 1, got {shard_size}")
+    if storage not in STORAGES:
+        raise ReidDataError(f"--store must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if storage == "video" and spec.kind != "video":
+        raise ReidDataError(f"--store video is for tracklet sources; {spec.name} holds images")
     out = Path(out)
     if out.exists() and not overwrite:
         raise bad_input(out, "already exists", "pass --overwrite to replace it, or choose another output")
     parsed = spec.parse(Path(root))
     table = _load_attributes(spec, parsed, attributes)
     items = _build_items(spec, parsed, table)
-    plans = _plan(items, shard_size, decode_check)
+    plans = _plan(items, shard_size, decode_check, storage)
+    protocols = parsed.protocols or spec.protocols
     with atomic_output(out, overwrite=overwrite) as tmp:
         bar = _progress_bar(len(items), f"convert {spec.name}") if progress else None
         try:
@@ -204,11 +222,11 @@ def convert(
                 bar.close()
         with_attributes = table is not None
         rows = [
-            index_row(item.meta, with_attributes, shard=plan.name, offset=offset, size=size, width=w, height=h)
+            index_row(item.meta, with_attributes, shard=plan.name, offset=offset, size=size, **added)
             for plan, result in zip(plans, results)
-            for item, (offset, size, w, h) in zip(plan.items, result.placed)
+            for item, (offset, size, added) in zip(plan.items, result.placed)
         ]
-        index_table = write_index(tmp / INDEX, rows, index_schema(spec, with_attributes))
+        index_table = write_index(tmp / INDEX, rows, index_schema(spec, protocols, with_attributes))
         by_split = defaultdict(list)
         for result, plan in zip(results, plans):
             by_split[plan.split].append(result)
@@ -224,6 +242,10 @@ def convert(
             "version": content_version({r.name: r.sha256 for r in results}, index_table),
             "options": {
                 "shard_size": shard_size,
+                "storage": storage if spec.kind == "video" else "jpeg",
+                "video": {"codec": video.CODEC, "fps": video.FPS, "member": video.EXTENSION}
+                if storage == "video"
+                else None,
                 "attributes": None if table is None else {"file": table.path.name, "sha256": table.sha256},
             },
             "index": {"file": INDEX, "rows": len(rows)},
@@ -232,8 +254,8 @@ def convert(
                 split: _split_summary([r for r in rows if r["split"] == split], by_split[split])
                 for split in spec.splits
             },
-            "protocols": _protocol_summary(spec, rows),
-            "protocol_order": [p.name for p in spec.protocols],
+            "protocols": _protocol_summary(protocols, rows),
+            "protocol_order": [p.name for p in protocols],
             "camera_views": {str(c): v for c, v in sorted(spec.camera_views.items())},
             "attributes": None if table is None or spec.attributes is None else spec.attributes.to_json(),
             "attribute_status": _attribute_status(spec, table),

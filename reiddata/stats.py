@@ -29,6 +29,38 @@ def _value_counts(attrs: list, names: list[str]) -> dict[str, dict[str, int]]:
     return {name: dict(sorted(Counter(row[name] for row in chosen).items())) for name in names}
 
 
+LENGTH_BINS = (1, 8, 16, 32, 64, 128)  # frames-per-tracklet histogram edges: 1-7, 8-15, ..., 128+
+
+
+def _length_bin(n: int) -> str:
+    lower = max(b for b in LENGTH_BINS if b <= n)
+    upper = next((b for b in LENGTH_BINS if b > n), None)
+    return f"{lower}-{upper - 1}" if upper else f"{lower}+"
+
+
+def _tracklet_stats(rows: dict, split_order: list[str]) -> dict:
+    """Tracklets, ids and frames per split and view; frames-per-tracklet distribution per split."""
+    by: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for split, view, pid, n in zip(rows["split"], rows["view"], rows["pid"], rows["num_frames"]):
+        by.setdefault((split, view), []).append((pid, n))
+    table = [
+        {"split": s, "view": v, "tracklets": len(m), "ids": len({p for p, _ in m}), "frames": sum(n for _, n in m)}
+        for (s, v), m in sorted(by.items(), key=lambda kv: (split_order.index(kv[0][0]), kv[0][1]))
+    ]
+    lengths = {}
+    for split in split_order:
+        counts = np.asarray([n for s, n in zip(rows["split"], rows["num_frames"]) if s == split])
+        bins = Counter(_length_bin(int(n)) for n in counts)
+        lengths[split] = {
+            "min": int(counts.min()),
+            "median": float(np.median(counts)),
+            "mean": round(float(counts.mean()), 2),
+            "max": int(counts.max()),
+            "histogram": {_length_bin(b): bins.get(_length_bin(b), 0) for b in LENGTH_BINS},
+        }
+    return {"by_split_and_view": table, "frames_per_tracklet": lengths}
+
+
 def dataset_stats(path: Path) -> dict:
     """Counts per split, view and protocol; image sizes by view; attributes and SIDs."""
     manifest = load_manifest(Path(path))
@@ -38,7 +70,14 @@ def dataset_stats(path: Path) -> dict:
     view = np.asarray(rows["view"])
     width, height = np.asarray(rows["width"]), np.asarray(rows["height"])
     pid = np.asarray(rows["pid"])
+    video = manifest.get("kind") == "video"
+    if video:  # crop sizes over every frame: UAV crops shrink and grow along a tracklet
+        counts = np.asarray(rows["num_frames"])
+        sizes = np.asarray([wh for fs in rows["frame_sizes"] for wh in fs]).reshape(-1, 2)
+        width, height = sizes[:, 0], sizes[:, 1]
+        view, pid = np.repeat(view, counts), np.repeat(pid, counts)
     out: dict = {
+        "kind": manifest.get("kind", "image"),
         "source": manifest["source"],
         "variant": manifest["variant"],
         "version": manifest["version"],
@@ -55,6 +94,8 @@ def dataset_stats(path: Path) -> dict:
         "attributes": None,
         "attribute_status": manifest.get("attribute_status", "none"),
     }
+    if video:
+        out["tracklets"] = _tracklet_stats(rows, manifest["split_order"])
     schema = manifest["attributes"]
     if schema is not None:
         attrs, sids = rows["attributes"], rows["sid"]
@@ -132,9 +173,32 @@ def format_stats(stats: dict) -> str:
             ],
         )
     )
+    tracklets = stats.get("tracklets")
+    if tracklets:
+        parts.append(
+            _table(
+                ["split", "view", "tracklets", "ids", "frames"],
+                [
+                    [r["split"], r["view"], r["tracklets"], r["ids"], r["frames"]]
+                    for r in tracklets["by_split_and_view"]
+                ],
+            )
+        )
+        lengths = tracklets["frames_per_tracklet"]
+        bins = list(next(iter(lengths.values()))["histogram"])
+        parts.append(
+            "frames per tracklet:\n"
+            + _table(
+                ["split", "min", "median", "mean", "max", *bins],
+                [
+                    [s, x["min"], f"{x['median']:g}", x["mean"], x["max"], *x["histogram"].values()]
+                    for s, x in lengths.items()
+                ],
+            )
+        )
     parts.append(
         _table(
-            ["view", "images", "ids", "width min/median/max", "height min/median/max"],
+            ["view", "frames" if tracklets else "images", "ids", "width min/median/max", "height min/median/max"],
             [
                 [
                     v,

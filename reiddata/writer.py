@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import video
 from .errors import ReidDataError, bad_input
 from .jpeg import JpegError, decode_check, jpeg_size
 
@@ -61,6 +62,7 @@ class ShardPlan:
     split: str
     items: tuple[Item, ...]
     decode_check: bool = False
+    storage: str = "jpeg"  # tracklets: "jpeg" frames or one "video" member
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ class ShardResult:
     name: str
     sha256: str
     bytes: int
-    placed: tuple[tuple[int, int, int, int], ...]  # (offset, size, width, height) per item
+    # per item: (offset, size, what the writer added to its metadata: width, height, frame_sizes)
+    placed: tuple[tuple[int, int, dict], ...]
 
 
 BLOCK = 512
@@ -125,17 +128,23 @@ def write_shard(directory: Path, plan: ShardPlan) -> ShardResult:
         images = [_read_image(file, plan.decode_check) for file in item.files]
         width, height = images[0][1], images[0][2]
         meta = dict(item.meta, width=width, height=height)
-        if len(images) == 1:
+        if "num_frames" not in meta:  # an image
             members = [(f"{key}.jpg", images[0][0])]
-        else:
-            members = [(f"{key}.{i:04d}.jpg", data) for i, (data, _, _) in enumerate(images)]
+        else:  # a tracklet: its frames in order, or one video of them
+            meta["frame_sizes"] = [[w, h] for _, w, h in images]
+            if plan.storage == "video":
+                members = [
+                    (f"{key}.{video.EXTENSION}", video.encode_tracklet([d for d, _, _ in images], meta["frame_sizes"]))
+                ]
+            else:
+                members = [(f"{key}.{i:04d}.jpg", data) for i, (data, _, _) in enumerate(images)]
         members.append((f"{key}.json", canonical_json(meta)))
         start = offset
         for name, data in members:
             pad = -len(data) % BLOCK
             chunks += (tar_header(name, len(data)), data, b"\0" * pad)
             offset += BLOCK + len(data) + pad
-        placed.append((start, offset - start, width, height))
+        placed.append((start, offset - start, {k: meta[k] for k in meta.keys() - item.meta.keys()}))
     end = offset + 2 * BLOCK  # two zero blocks close the archive
     chunks.append(b"\0" * (end + (-end % RECORD) - offset))
     data = b"".join(chunks)  # one write and one hash per shard: tens of MB at most

@@ -110,7 +110,8 @@ def test_failed_overwrite_keeps_the_old_output(synth_tree, converted, tmp_path):
 
 def test_synth_rejects_unknown_source_and_variant(tmp_path):
     with pytest.raises(
-        ReidDataError, match="expected one of agreid-v1, agreid-v2, cargo, dukemtmc-reid, market1501, msmt17"
+        ReidDataError,
+        match="expected one of agreid-v1, agreid-v2, cargo, dukemtmc-reid, g2a-vreid, market1501, mars, msmt17",
     ):
         synth("cuhk03", tmp_path / "x")
     with pytest.raises(ReidDataError, match="msmt17 has no variant 'v3': expected one of v1, v2"):

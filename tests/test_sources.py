@@ -13,7 +13,8 @@ from reiddata import SOURCES, ReidDataError, get_source
 from reiddata.synth.layouts import LAYOUTS
 from reiddata.verify import verify
 
-CASES = [(name, None) for name in sorted(SOURCES)] + [("msmt17", "v2"), ("agreid-v2", "nested")]
+CASES = [(name, None) for name in sorted(SOURCES)]
+CASES += [("msmt17", "v2"), ("agreid-v2", "nested"), ("g2a-vreid", "v2")]
 
 
 def test_every_source_has_a_synth_layout():
@@ -22,7 +23,8 @@ def test_every_source_has_a_synth_layout():
 
 def test_unknown_source_lists_the_valid_names():
     with pytest.raises(
-        ReidDataError, match="expected one of agreid-v1, agreid-v2, cargo, dukemtmc-reid, market1501, msmt17"
+        ReidDataError,
+        match="expected one of agreid-v1, agreid-v2, cargo, dukemtmc-reid, g2a-vreid, market1501, mars, msmt17",
     ):
         get_source("market")
 
@@ -49,19 +51,23 @@ def test_converted_counts_match_the_parsed_tree(source, variant, synth_tree, con
     assert sorted({r["label"] for r in train}) == list(range(manifest["splits"]["train"]["ids"]))
     assert all(r["label"] == -1 for r in index if r["split"] in ("query", "gallery"))
     # every protocol's roles are the parsed ones, on query and gallery samples only
-    assert manifest["protocol_order"] == [p.name for p in spec.protocols]
+    protocols = parsed.protocols or spec.protocols  # a variant may have fewer (G2A-VReID v1)
+    assert manifest["protocol_order"] == [p.name for p in protocols]
     assert set(manifest["protocols"]) == set(manifest["protocol_order"])
-    for protocol in spec.protocols:
+    for protocol in protocols:
         summary = manifest["protocols"][protocol.name]
         assert summary["match"] == protocol.match
         for role in ("query", "gallery"):
             members = [r for r in parsed.records if (protocol.name, role) in r.roles]
             assert summary[role]["samples"] == len(members) > 0
-            assert summary[role]["splits"] == [role]
+            assert set(summary[role]["splits"]) <= {"query", "gallery"}
             assert sum(r["roles"][protocol.name] == role for r in index) == len(members)
             assert all(protocol.admits(role, r.view) for r in members)
-    if len(spec.protocols) == 1:  # one protocol: every query and gallery image takes part
-        assert manifest["protocols"][spec.protocols[0].name]["query"]["samples"] == expected["query"]
+    # the first protocol's roles are the query/gallery splits
+    first = manifest["protocols"][protocols[0].name]
+    assert first["query"]["splits"] == ["query"] and first["gallery"]["splits"] == ["gallery"]
+    if len(protocols) == 1:  # one protocol: every query and gallery sample takes part
+        assert first["query"]["samples"] == expected["query"]
     assert verify(out) == []
 
 
@@ -75,8 +81,14 @@ def test_tar_members_are_sorted_deterministic_and_carry_the_index_metadata(sourc
         names = [m.name for m in members]
         assert names == sorted(names)
         assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "", "", 0o644)}
-        first = json.loads(tar.extractfile(names[1]).read())
-        assert names[:2] == [f"{first['key']}.jpg", f"{first['key']}.json"]
+        key = names[0].split(".")[0]
+        first = json.loads(tar.extractfile(f"{key}.json").read())
+        own = [n for n in names if n.split(".")[0] == key]
+        if "num_frames" in first:  # a tracklet: its frames in order, then its JSON
+            assert own == [f"{key}.{i:04d}.jpg" for i in range(first["num_frames"])] + [f"{key}.json"]
+            assert len(first["frames"]) == len(first["frame_sizes"]) == first["num_frames"]
+        else:
+            assert own == [f"{key}.jpg", f"{key}.json"]
         row = index[first["key"]]
         for field in ("pid", "pid_raw", "label", "camid", "view", "source", "width", "height"):
             assert first[field] == row[field]

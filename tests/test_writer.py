@@ -29,7 +29,7 @@ def _tarfile_bytes(members):
 def test_shard_bytes_equal_tarfile_and_offsets_point_at_each_sample(synth_tree, tmp_path):
     jpegs = sorted(synth_tree("market1501").rglob("*.jpg"))[:5]
     items = tuple(Item({"key": f"train_{i:07d}", "n": i}, (p,)) for i, p in enumerate(jpegs[:3]))
-    items += (Item({"key": "train_0000003"}, tuple(jpegs[3:5])),)  # a two-frame tracklet
+    items += (Item({"key": "train_0000003", "num_frames": 2}, tuple(jpegs[3:5])),)  # a two-frame tracklet
     result = write_shard(tmp_path, ShardPlan("train-000000.tar", "train", items))
     written = (tmp_path / "train-000000.tar").read_bytes()
     with tarfile.open(tmp_path / "train-000000.tar") as tar:
@@ -48,7 +48,8 @@ def test_shard_bytes_equal_tarfile_and_offsets_point_at_each_sample(synth_tree, 
     assert written == _tarfile_bytes(members)
     assert members[0][1] == jpegs[0].read_bytes()
     assert members[7][1] == jpegs[4].read_bytes()
-    offset, size, width, height = result.placed[1]
+    offset, size, added = result.placed[1]
+    width, height = added["width"], added["height"]
     chunk = io.BytesIO(written[offset : offset + size])
     with tarfile.open(fileobj=chunk) as tar:
         assert [m.name for m in tar.getmembers()] == ["train_0000001.jpg", "train_0000001.json"]

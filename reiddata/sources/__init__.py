@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ..errors import ReidDataError
-from . import agreid_v1, agreid_v2, cargo, dukemtmc, market1501, msmt17
+from . import agreid_v1, agreid_v2, cargo, dukemtmc, g2a_vreid, market1501, mars, msmt17
 from .base import Parsed, Protocol, Record, Source
 
 __all__ = ["SOURCES", "Parsed", "Protocol", "Record", "Source", "get_source"]
 
 SOURCES: dict[str, Source] = {
-    m.SOURCE.name: m.SOURCE for m in (market1501, dukemtmc, msmt17, agreid_v1, agreid_v2, cargo)
+    m.SOURCE.name: m.SOURCE for m in (market1501, dukemtmc, msmt17, agreid_v1, agreid_v2, cargo, g2a_vreid, mars)
 }
 
 

@@ -59,6 +59,7 @@ class Record:
     attribute_part: str | None = None  # part of the attribute file holding this id
     attribute_id: str | None = None  # the id as the attribute file spells it
     trainable: bool = False  # gets a train label (contiguous over its pids)
+    frames: tuple[str, ...] = ()  # a tracklet's frame paths in order (``path`` is the first)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Parsed:
     records: list[Record]
     dropped: Counter = field(default_factory=Counter)  # reason -> images
     ignored: Counter = field(default_factory=Counter)  # non-image files per reason
+    protocols: tuple[Protocol, ...] | None = None  # this variant's, when not all the source's
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from ..sources import dukemtmc, market1501
 from .aerial_ground import write_agreid_v1, write_agreid_v2, write_cargo
 from .common import camera_tints, image_size, save, seeded, shots, split_test, world
 from .people import Person, jpeg_bytes, render, render_clutter
+from .tracklets import write_g2a_vreid, write_mars
 
 __all__ = ["LAYOUTS", "Layout"]
 
@@ -183,4 +184,6 @@ LAYOUTS: dict[str, Layout] = {
     "agreid-v1": Layout(write_agreid_v1),
     "agreid-v2": Layout(write_agreid_v2, variants=("flat", "nested")),
     "cargo": Layout(write_cargo),
+    "mars": Layout(write_mars),
+    "g2a-vreid": Layout(write_g2a_vreid, variants=("v1", "v2")),
 }
