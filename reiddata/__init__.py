@@ -5,5 +5,7 @@ from .convert import convert
 from .errors import ReidDataError
 from .sources import SOURCES, get_source
 from .synth import synth
+from .temporal import sample_clips
+from .video import read_clip
 
-__all__ = ["SOURCES", "ReidDataError", "__version__", "convert", "get_source", "synth"]
+__all__ = ["SOURCES", "ReidDataError", "__version__", "convert", "get_source", "read_clip", "sample_clips", "synth"]
