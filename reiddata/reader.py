@@ -1,0 +1,269 @@
+"""Reading a converted dataset from any training loop: ``open_dataset`` and random access.
+
+``open_dataset(path)`` gives the manifest, the index (a pyarrow table), the version,
+the splits and the protocols. :class:`ShardDataset` is a map-style dataset (what
+``torch.utils.data.DataLoader`` takes) over one split or one side of a protocol: it
+reads a sample with a single ``pread`` of the byte range the index records, no scan.
+Nothing here imports torch; the datasets work with any loader that indexes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import ReidDataError, bad_input
+from .manifest import load_index, load_manifest
+from .temporal import sample_clips
+
+__all__ = ["ReidDataset", "SampleDecoder", "ShardDataset", "open_dataset", "read_members"]
+
+BLOCK = 512
+
+
+@dataclass(frozen=True)
+class ProtocolView:
+    """One protocol of a dataset: which index rows are its queries and gallery."""
+
+    name: str
+    description: str
+    match: str  # "camera" or "view": what makes a same-pid gallery item not count
+    query: np.ndarray  # index row numbers
+    gallery: np.ndarray
+
+
+class ReidDataset:
+    """A converted dataset on disk: manifest, index, splits, protocols (see ``open_dataset``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.manifest = load_manifest(self.path)
+        self.index: pa.Table = load_index(self.path)
+        self.version: str = self.manifest["version"]
+        self.kind: str = self.manifest.get("kind", "image")
+        self.splits: tuple[str, ...] = tuple(self.manifest["split_order"])
+        self._split = np.asarray(self.index.column("split").to_numpy(zero_copy_only=False))
+        roles = self.index.column("roles").to_pylist()
+        self.protocols: dict[str, ProtocolView] = {}
+        for name in self.manifest.get("protocol_order", sorted(self.manifest["protocols"])):
+            info = self.manifest["protocols"][name]
+            column = np.asarray([r[name] for r in roles], dtype=object)
+            self.protocols[name] = ProtocolView(
+                name,
+                info["description"],
+                info["match"],
+                np.flatnonzero(column == "query"),
+                np.flatnonzero(column == "gallery"),
+            )
+
+    def __repr__(self) -> str:
+        return f"ReidDataset({self.manifest['source']} {self.version}, {len(self.index)} samples, {self.path})"
+
+    def rows(self, split: str | None = None, *, protocol: str | None = None, side: str | None = None) -> np.ndarray:
+        """Index row numbers of a split, or of one side ("query" | "gallery") of a protocol."""
+        if (split is None) == (protocol is None):
+            raise ReidDataError("give a split or a protocol (with side='query' or 'gallery'), not both")
+        if split is not None:
+            if split not in self.splits:
+                raise ReidDataError(f"no split {split!r} in {self.path}: splits are {', '.join(self.splits)}")
+            return np.flatnonzero(self._split == split)
+        if protocol not in self.protocols:
+            raise ReidDataError(f"no protocol {protocol!r} in {self.path}: protocols are {', '.join(self.protocols)}")
+        if side not in ("query", "gallery"):
+            raise ReidDataError(f"side must be 'query' or 'gallery', got {side!r}")
+        return getattr(self.protocols[protocol], side)  # type: ignore[arg-type]
+
+    def check_shards(self) -> None:
+        """Recompute every shard's sha256 against the manifest; raise naming the first bad one."""
+        for split in self.splits:
+            for shard in self.manifest["splits"][split]["shards"]:
+                file = self.path / shard["name"]
+                if not file.is_file():
+                    raise bad_input(file, "shard missing", "copy the whole dataset folder again")
+                digest = hashlib.sha256()
+                with file.open("rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                if digest.hexdigest() != shard["sha256"]:
+                    raise bad_input(
+                        file, "sha256 differs from the manifest: the shard is damaged", "copy it again or convert again"
+                    )
+
+    def shard_urls(self, split: str) -> list[str]:
+        """Paths of a split's shards, in order (for webdataset, wids or any tar reader)."""
+        self.rows(split)
+        return [str(self.path / s["name"]) for s in self.manifest["splits"][split]["shards"]]
+
+
+def open_dataset(path: str | Path) -> ReidDataset:
+    """Open the converted dataset at ``path``; errors say what is wrong and what to do."""
+    return ReidDataset(Path(path))
+
+
+def read_members(data: bytes) -> dict[str, bytes]:
+    """The members of one sample's tar byte range, by extension (``jpg``, ``0000.jpg``, ``json``...)."""
+    out = {}
+    pos = 0
+    while pos + BLOCK <= len(data):
+        header = data[pos : pos + BLOCK]
+        if not header.strip(b"\0"):
+            break
+        name = header[:100].split(b"\0", 1)[0].decode("ascii")
+        size = int(header[124:136].split(b"\0", 1)[0] or b"0", 8)
+        start = pos + BLOCK
+        out[name.partition(".")[2]] = data[start : start + size]
+        pos = start + size + (-size % BLOCK)
+    return out
+
+
+def decode_image(data: bytes, mode: str):
+    """A JPEG as a PIL image (``pil``) or an RGB uint8 array (``numpy``, via OpenCV: faster)."""
+    if mode == "numpy":
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+class SampleDecoder:
+    """Turns a sample's members into the dict a training loop gets (shared by both readers).
+
+    ``decode``: ``pil`` (PIL image), ``numpy`` (RGB uint8 array, decoded by OpenCV:
+    faster) or None (raw bytes). Tracklets: the temporal sampler picks ``clips``
+    (``clip_mode``, ``clip_length``; train clips are random per ``(seed, epoch, key)``),
+    and ``frames`` holds those frames in order, each transformed.
+    """
+
+    def __init__(
+        self,
+        *,
+        transform: Callable | None = None,
+        decode: str | None = "pil",
+        train: bool = False,
+        clip_mode: str = "tsn",
+        clip_length: int = 8,
+        seed: int = 0,
+    ) -> None:
+        if decode not in ("pil", "numpy", None):
+            raise ReidDataError(f"decode must be 'pil', 'numpy' or None, got {decode!r}")
+        self.transform, self.decode, self.train = transform, decode, train
+        self.clip_mode, self.clip_length, self.seed, self.epoch = clip_mode, clip_length, seed, 0
+
+    def __call__(self, members: dict[str, bytes]) -> dict:
+        meta = json.loads(members["json"])
+        out = {k: meta[k] for k in ("key", "pid", "label", "camid", "view")}
+        if meta.get("attributes"):
+            out["attributes"], out["sid"] = meta["attributes"], meta["sid"]
+        if "num_frames" not in meta:
+            out["image"] = self._image(members["jpg"])
+            return out
+        clips = sample_clips(
+            meta["num_frames"],
+            mode=self.clip_mode,
+            length=self.clip_length,
+            train=self.train,
+            seed=self.seed,
+            epoch=self.epoch,
+            index=zlib.crc32(meta["key"].encode()),  # stable per sample, whichever reader
+        )
+        flat = [j for clip in clips for j in clip]
+        out["clips"] = clips  # one clip, or several (dense): "frames" holds them in order
+        if "mp4" in members:
+            from .video import decode_video_frames
+
+            out["frames"] = [self._array(f) for f in decode_video_frames(members["mp4"], flat, meta["frame_sizes"])]
+        else:
+            out["frames"] = [self._image(members[f"{j:04d}.jpg"]) for j in flat]
+        return out
+
+    def _image(self, data: bytes):
+        if self.decode is None:
+            return data
+        image = decode_image(data, self.decode)
+        return self.transform(image) if self.transform else image
+
+    def _array(self, frame: np.ndarray):
+        if self.decode == "pil":
+            from PIL import Image
+
+            frame = Image.fromarray(frame)
+        return self.transform(frame) if self.transform else frame
+
+
+class ShardDataset:
+    """Map-style dataset over one split or one protocol side, read by byte offsets.
+
+    ``dataset[i]`` is a dict: ``key``, ``pid``, ``label``, ``camid``, ``view``,
+    ``attributes`` and ``sid`` (when the dataset has them), and ``image`` or, for
+    tracklets, ``clips`` and ``frames`` (see :class:`SampleDecoder` for ``decode``,
+    ``transform`` and the clip options; ``train`` defaults to ``split == "train"``).
+    ``pids`` and ``labels`` (arrays, one per item) feed the samplers.
+    """
+
+    def __init__(
+        self,
+        dataset: ReidDataset | str | Path,
+        split: str | None = None,
+        *,
+        protocol: str | None = None,
+        side: str | None = None,
+        transform: Callable | None = None,
+        decode: str | None = "pil",
+        train: bool | None = None,
+        clip_mode: str = "tsn",
+        clip_length: int = 8,
+        seed: int = 0,
+    ) -> None:
+        self.dataset = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
+        self.rows = self.dataset.rows(split, protocol=protocol, side=side)
+        train = split == "train" if train is None else train
+        self.decoder = SampleDecoder(
+            transform=transform, decode=decode, train=train, clip_mode=clip_mode, clip_length=clip_length, seed=seed
+        )
+        table = self.dataset.index.take(pa.array(self.rows, type=pa.int64()))
+        self._columns = {c: table.column(c).to_pylist() for c in ("shard", "offset", "size")}
+        self.keys = table.column("key").to_pylist()
+        self.pids = np.asarray(table.column("pid").to_numpy(), dtype=np.int64)
+        self.labels = np.asarray(table.column("label").to_numpy(), dtype=np.int64)
+        self._files: dict[str, int] = {}
+        self._pid_of_files = -1
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tracklets: train clips differ per epoch (call it where you call the sampler's)."""
+        self.decoder.epoch = epoch
+
+    def _fd(self, shard: str) -> int:
+        if self._pid_of_files != os.getpid():  # DataLoader workers: descriptors are not shared
+            self._files, self._pid_of_files = {}, os.getpid()
+        fd = self._files.get(shard)
+        if fd is None:
+            fd = self._files[shard] = os.open(self.dataset.path / shard, os.O_RDONLY)
+        return fd
+
+    def raw(self, i: int) -> dict[str, bytes]:
+        """The members of item ``i`` by extension (one ``pread`` of its byte range)."""
+        c = self._columns
+        data = os.pread(self._fd(c["shard"][i]), c["size"][i], c["offset"][i])
+        if len(data) != c["size"][i]:
+            raise bad_input(self.dataset.path / c["shard"][i], "shard is shorter than its index says", "convert again")
+        return read_members(data)
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self.rows):
+            raise IndexError(i)
+        return self.decoder(self.raw(i))

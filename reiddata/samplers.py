@@ -1,0 +1,163 @@
+"""Identity-balanced P x K batches, for random access and for streams.
+
+Epoch rule of :class:`IdentityBalancedSampler` (and how it differs from the two
+samplers ReID code usually copies):
+
+- **reiddata**: an epoch visits every identity once, in an order seeded by
+  ``(seed, epoch)``; each identity gives K instances, drawn without replacement, or
+  with replacement only when it has fewer than K. Identities fill batches of P; the
+  last batch is completed with identities from the start of the order (so a batch
+  always holds P distinct identities), and the batch count is rounded up to a
+  multiple of the number of ranks the same way. Rank r takes batches r, r + W, ...:
+  disjoint batches, the same number on every rank. ``len`` is exact.
+- **torchreid** ``RandomIdentitySampler``: every image of every identity is cut
+  into chunks of K (padded with replacement), and P identities with chunks left are
+  drawn at random until fewer than P remain: an epoch covers about every image, so
+  identities with many images appear in many batches; its ``len`` is an estimate.
+  One process only.
+- **fast-reid** ``NaiveIdentitySampler`` / ``BalancedIdentitySampler``: an infinite
+  stream of P x K batches; ranks take interleaved slices of that stream, and the
+  training length is counted in iterations, not epochs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import ReidDataError
+
+__all__ = ["IdentityBalancedSampler", "pk_batches"]
+
+
+def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:  # torch is optional for the sampler
+        pass
+    return 0, 1
+
+
+class IdentityBalancedSampler:
+    """Batches of P identities x K instances (a ``batch_sampler`` for DataLoader).
+
+    ``pids``: the identity of each dataset index (e.g. ``ShardDataset.pids``); indices
+    with a negative label can be left out by passing ``labels``. Call
+    :meth:`set_epoch` before each epoch. Under torch.distributed the rank and world
+    size are read from the process group unless given.
+    """
+
+    def __init__(
+        self,
+        pids: Sequence[int],
+        *,
+        p: int,
+        k: int,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        pids = np.asarray(pids)
+        self.p, self.k, self.seed, self.epoch = p, k, seed, 0
+        self.rank, self.world_size = _distributed(rank, world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ReidDataError(f"rank {self.rank} is outside world size {self.world_size}")
+        identities = np.unique(pids)
+        if p < 1 or k < 1:
+            raise ReidDataError(f"P and K must be at least 1, got P={p}, K={k}")
+        if len(identities) < p:
+            raise ReidDataError(f"P={p} identities per batch, but the data has only {len(identities)}")
+        self.identities = identities
+        order = np.argsort(pids, kind="stable")
+        bounds = np.searchsorted(pids[order], identities, side="left").tolist() + [len(pids)]
+        self.members = [order[bounds[i] : bounds[i + 1]] for i in range(len(identities))]
+        batches = -(-len(identities) // p)
+        self.batches_per_rank = -(-batches // self.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches_per_rank
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.identities))
+        needed = self.batches_per_rank * self.world_size * self.p
+        cycle = np.concatenate([order] * (-(-needed // len(order))))[:needed]
+        batches = []
+        for b in range(needed // self.p):
+            chosen = cycle[b * self.p : (b + 1) * self.p]
+            if len(set(chosen.tolist())) < self.p:  # a wrap-around repeated an identity
+                chosen = self._distinct(chosen, order)
+            batch = []
+            for identity in chosen:
+                members = self.members[identity]
+                replace = len(members) < self.k
+                batch += rng.choice(members, size=self.k, replace=replace).tolist()
+            batches.append(batch)
+        return batches
+
+    def _distinct(self, chosen: np.ndarray, order: np.ndarray) -> np.ndarray:
+        out = list(dict.fromkeys(chosen.tolist()))
+        for identity in order.tolist():
+            if len(out) == self.p:
+                break
+            if identity not in out:
+                out.append(identity)
+        return np.asarray(out)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._all_batches()
+        return iter(batches[self.rank :: self.world_size])
+
+
+def pk_batches(
+    samples: Iterable[dict],
+    *,
+    p: int,
+    k: int,
+    buffer: int = 4096,
+    key: str = "pid",
+) -> Iterator[list[dict]]:
+    """P x K batches from a stream (data too large for random access), in bounded memory.
+
+    Samples are held per identity; as soon as P identities have K samples each, those
+    form a batch (the identities that filled up first). At most ``buffer`` samples are
+    held: beyond it, the incomplete identity seen first loses its held samples (in a
+    shuffled stream its other samples still come later). Samples of an identity that
+    is already full are skipped until its batch goes out. Identities with fewer than K
+    samples in the whole stream never form a batch here: use the map-style sampler
+    when every identity must appear.
+    """
+    if p < 1 or k < 1 or buffer < p * k:
+        raise ReidDataError(f"need P, K >= 1 and buffer >= P*K, got P={p}, K={k}, buffer={buffer}")
+    held: OrderedDict[int, list[dict]] = OrderedDict()
+    ready: list[int] = []
+    count = 0
+    for sample in samples:
+        pid = sample[key]
+        group = held.setdefault(pid, [])
+        if len(group) >= k:
+            continue  # already full: wait for its batch rather than grow
+        group.append(sample)
+        count += 1
+        if len(group) == k:
+            ready.append(pid)
+        if len(ready) >= p:
+            batch = []
+            for done in ready[:p]:
+                batch += held.pop(done)
+            ready = ready[p:]
+            count -= len(batch)
+            yield batch
+        while count > buffer:
+            oldest = next(pid for pid in held if pid not in ready)
+            count -= len(held.pop(oldest))
