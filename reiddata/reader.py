@@ -209,6 +209,7 @@ class ShardDataset:
     ``attributes`` and ``sid`` (when the dataset has them), and ``image`` or, for
     tracklets, ``clips`` and ``frames`` (see :class:`SampleDecoder` for ``decode``,
     ``transform`` and the clip options; ``train`` defaults to ``split == "train"``).
+    Instead of a split or protocol side, ``rows`` picks index rows directly.
     ``pids`` and ``labels`` (arrays, one per item) feed the samplers.
     """
 
@@ -219,6 +220,7 @@ class ShardDataset:
         *,
         protocol: str | None = None,
         side: str | None = None,
+        rows: np.ndarray | None = None,
         transform: Callable | None = None,
         decode: str | None = "pil",
         train: bool | None = None,
@@ -227,7 +229,10 @@ class ShardDataset:
         seed: int = 0,
     ) -> None:
         self.dataset = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
-        self.rows = self.dataset.rows(split, protocol=protocol, side=side)
+        if rows is not None:  # any index rows, e.g. the union of every protocol's query and gallery
+            self.rows = np.asarray(rows, dtype=np.int64)
+        else:
+            self.rows = self.dataset.rows(split, protocol=protocol, side=side)
         train = split == "train" if train is None else train
         self.decoder = SampleDecoder(
             transform=transform, decode=decode, train=train, clip_mode=clip_mode, clip_length=clip_length, seed=seed

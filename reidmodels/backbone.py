@@ -1,0 +1,164 @@
+"""The CLIP backbone over open_clip, shaped for person crops.
+
+- Built with no network access: ``pretrained`` is None (random init), an open_clip
+  tag (``openai``: downloaded by open_clip where the network allows) or a local
+  checkpoint path; when neither can be had the error says which and what to do.
+- Input 256x128 (H x W): the 16x16 patches give a 16x8 grid. Pretrained weights
+  come at 224x224 (14x14); their positional embeddings are resized bicubically.
+- ``encode_image`` returns the pooled (projected) feature and the patch tokens, and
+  can insert deep visual prompt tokens (learned tokens after the class token, new
+  ones at every block, as in VPT-deep / LATex).
+- ``encode_text_embeddings`` runs the text encoder on token *embeddings*, so learned
+  or computed tokens can sit inside a tokenized template (CLIP-ReID's ID tokens).
+- ``reid-tiny``: a registered tiny config (2 layers, width 64) for fast CPU tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["CLIPBackbone", "TINY", "build_clip"]
+
+TINY = "reid-tiny"
+TINY_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+IMAGE_SIZE = (256, 128)  # height, width of person crops
+MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's normalisation
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _open_clip():
+    # Offline unless told otherwise: with the hub unreachable, open_clip retries for a
+    # minute before failing. Must be set before open_clip (huggingface_hub) is imported.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import open_clip
+
+    if TINY not in open_clip.list_models():
+        open_clip.factory._MODEL_CONFIGS[TINY] = TINY_CONFIG  # what add_model_config does for a file
+    return open_clip
+
+
+def _resize_positions(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Class position + a (h, w) grid resized bicubically from the checkpoint's square grid."""
+    cls, patches = pos[:1], pos[1:]
+    side = int(round(patches.shape[0] ** 0.5))
+    patches = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    patches = F.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
+    return torch.cat([cls, patches.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
+
+
+def _pretrained_state(open_clip, name: str, pretrained: str) -> dict:
+    path = Path(pretrained)
+    try:
+        if path.is_file():
+            try:
+                model = open_clip.create_model(name, pretrained=str(path), weights_only=False)
+            except RuntimeError:  # OpenAI's TorchScript checkpoints
+                model = open_clip.load_openai_model(str(path), device="cpu")
+        elif pretrained in open_clip.list_pretrained_tags_by_model(name):
+            model = open_clip.create_model(name, pretrained=pretrained)
+        else:
+            raise ValueError(
+                f"pretrained {pretrained!r} is neither a file nor an open_clip tag of {name} "
+                f"(tags: {', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'})"
+            )
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise RuntimeError(
+            f"could not get pretrained weights {pretrained!r} for {name} ({type(exc).__name__}: {exc}). "
+            "Offline, download the checkpoint elsewhere and pass its local path (for OpenAI ViT-B-16, "
+            "the ViT-B-16.pt file); online, unset HF_HUB_OFFLINE."
+        ) from exc
+    return model.state_dict()
+
+
+class CLIPBackbone(nn.Module):
+    """An open_clip CLIP model with ReID-shaped image input and token-level access."""
+
+    def __init__(self, clip: nn.Module, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.clip = clip
+        self.visual = clip.visual
+        self.image_size = image_size
+        self.grid = (image_size[0] // self.visual.patch_size[0], image_size[1] // self.visual.patch_size[1])
+        self.width = self.visual.conv1.out_channels
+        self.embed_dim = int(clip.text_projection.shape[1])
+
+    # --- image -----------------------------------------------------------------
+
+    def encode_image(
+        self, images: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(projected pooled feature (N, D), patch tokens (N, h*w, width)).
+
+        ``prompts`` (layers, n, width): deep visual prompts; layer 0's are inserted
+        after the class token, and every later block replaces them with its own.
+        """
+        v = self.visual
+        x = v._embeds(images)  # (N, 1 + h*w, width), ln_pre applied
+        n = 0 if prompts is None else prompts.shape[1]
+        blocks = v.transformer.resblocks
+        for i, block in enumerate(blocks):
+            if prompts is not None and i < prompts.shape[0]:
+                layer = prompts[i].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
+                rest = x[:, 1 + n :] if i > 0 else x[:, 1:]
+                x = torch.cat([x[:, :1], layer, rest], dim=1)
+            x = self._block(block, x)
+        x = torch.cat([x[:, :1], x[:, 1 + n :]], dim=1)  # prompts out: class token + patches
+        pooled, tokens = v._pool(x)
+        if v.proj is not None:
+            pooled = pooled @ v.proj
+        return pooled, tokens
+
+    def _block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self.visual.transformer, "batch_first", True):
+            return block(x)
+        return block(x.transpose(0, 1)).transpose(0, 1)
+
+    # --- text ------------------------------------------------------------------
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        open_clip = _open_clip()
+        return open_clip.tokenize(texts)
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.clip.token_embedding(tokens)
+
+    def encode_text_embeddings(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        """Text features of token embeddings (N, L, width); ``eot``: each row's end-token position."""
+        clip = self.clip
+        x = embeddings + clip.positional_embedding.to(embeddings.dtype)
+        x = clip.transformer(x, attn_mask=clip.attn_mask)
+        x = clip.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        return x @ clip.text_projection
+
+
+def build_clip(
+    name: str = "ViT-B-16",
+    *,
+    pretrained: str | None = None,
+    image_size: tuple[int, int] = IMAGE_SIZE,
+) -> CLIPBackbone:
+    """A CLIP backbone for ``image_size`` crops, random or from ``pretrained`` (tag or path)."""
+    open_clip = _open_clip()
+    if name not in open_clip.list_models():
+        raise ValueError(f"unknown model {name!r}: open_clip has {', '.join(open_clip.list_models()[:8])}, ...")
+    model = open_clip.create_model(name, pretrained=None, force_image_size=image_size)
+    if pretrained:
+        state = _pretrained_state(open_clip, name, pretrained)
+        pos = "visual.positional_embedding"
+        grid = (image_size[0] // model.visual.patch_size[0], image_size[1] // model.visual.patch_size[1])
+        if state[pos].shape != model.visual.positional_embedding.shape:
+            state[pos] = _resize_positions(state[pos], grid)
+        model.load_state_dict(state, strict=False)
+    return CLIPBackbone(model, image_size)

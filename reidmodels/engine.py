@@ -1,0 +1,411 @@
+"""Training and evaluation on reiddata shards: configs, loops, checkpoints, metrics.
+
+``train(config)`` runs CLIP-ReID's two stages (images) or FT-CLIP (tracklets) on
+identity-balanced P x K batches, with AMP on CUDA, a checkpoint per epoch (resumable)
+and a CSV of losses. Under ``torchrun`` (WORLD_SIZE > 1) it runs DDP: every rank
+takes disjoint batches from the sampler; only rank 0 logs and writes files.
+``evaluate(config)`` extracts features once per (dataset version, checkpoint) and
+reports CMC/mAP/mINP for every protocol with the protocol's match rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from reiddata import IdentityBalancedSampler, ShardDataset, open_dataset
+
+from . import losses
+from .backbone import IMAGE_SIZE, MEAN, STD, build_clip
+from .evaluation import evaluate_protocol
+from .models import CLIPReID, build_model
+
+__all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "train"]
+
+
+@dataclass
+class TrainConfig:
+    data: str  # a converted dataset (reiddata convert)
+    out: str  # run folder: checkpoint.pt, train_log.csv, config.json
+    model: str = "clip-reid"  # or ft-clip (tracklets)
+    backbone: str = "ViT-B-16"
+    pretrained: str | None = None  # open_clip tag (online) or a local checkpoint path
+    image_size: list[int] = field(default_factory=lambda: list(IMAGE_SIZE))
+    p: int = 16
+    k: int = 4
+    stage1_epochs: int = 60  # clip-reid: ID text tokens
+    epochs: int = 60  # image encoder (clip-reid stage 2, ft-clip)
+    lr: float = 5e-6
+    stage1_lr: float = 3.5e-4
+    weight_decay: float = 1e-4
+    prompt_tokens: int = 4
+    triplet_margin: float | None = 0.3  # None: soft margin
+    label_smoothing: float = 0.1
+    clip_length: int = 8  # tracklets: frames per training clip (sparse temporal sampling)
+    clip_mode: str = "restricted"
+    workers: int = 2
+    device: str = "auto"  # auto: CUDA when present
+    amp: bool = True  # only on CUDA
+    seed: int = 0
+    resume: bool = True
+    max_steps_per_epoch: int | None = None  # for smoke runs
+
+
+@dataclass
+class EvalConfig:
+    data: str
+    checkpoint: str  # a run folder or its checkpoint.pt
+    out: str  # metrics.json, cmc.csv
+    batch_size: int = 64
+    workers: int = 2
+    device: str = "auto"
+    clip_length: int = 8
+    clip_mode: str = "restricted"
+    metric: str = "cosine"
+    cache: str | None = None  # feature cache folder (default: <out>/features)
+
+
+def load_config(cls, path: str | Path, section: str, **overrides):
+    """A config dataclass from a YAML file's ``section`` (a params.yaml), with overrides."""
+    import yaml
+
+    values = dict(yaml.safe_load(Path(path).read_text()).get(section) or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{path} [{section}]: unknown keys {unknown}; allowed: {sorted(names)}")
+    return cls(**values)
+
+
+# --- devices, processes, data -------------------------------------------------
+
+
+def _device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _distributed_init(device_name: str) -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device_name != "cpu" and torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if world > 1:
+        return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def _to_uint8_tensor(size: tuple[int, int]):
+    import cv2
+
+    def transform(image: np.ndarray) -> torch.Tensor:
+        resized = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
+
+    return transform
+
+
+def collate(items: list[dict]) -> dict:
+    """What training and feature extraction use of a batch: pixels, label, pid, camid.
+
+    (The default collate cannot batch ``attributes``, absent on distractors.)
+    """
+    out = {k: torch.as_tensor([item[k] for item in items]) for k in ("label", "pid", "camid")}
+    if "image" in items[0]:
+        out["image"] = torch.stack([item["image"] for item in items])
+    else:
+        out["frames"] = [torch.stack(frames) for frames in zip(*(item["frames"] for item in items))]
+    return out
+
+
+def _inputs(batch: dict, device: torch.device, *, flip: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """Normalised float images (N, 3, H, W) or clips (N, T, 3, H, W) on ``device``."""
+    x = batch["image"] if "image" in batch else torch.stack(batch["frames"], dim=1)
+    x = x.to(device, non_blocking=True).float().div_(255)
+    mean = torch.tensor(MEAN, device=device).view(3, 1, 1)
+    std = torch.tensor(STD, device=device).view(3, 1, 1)
+    x = (x - mean) / std
+    if flip:  # random horizontal flip per sample (per tracklet: the whole clip)
+        mask = torch.rand(x.shape[0], generator=generator).to(device) < 0.5
+        x = torch.where(mask.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
+    return x
+
+
+# --- training ------------------------------------------------------------------
+
+
+def train(config: TrainConfig) -> dict:
+    rank, world, local_rank = _distributed_init(config.device)
+    device = _device(config.device, local_rank)
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    size = tuple(config.image_size)
+    data = open_dataset(config.data)
+    video = data.kind == "video"
+    if video != (config.model == "ft-clip"):
+        raise ValueError(f"model {config.model} does not fit a dataset of kind {data.kind} (use ft-clip for tracklets)")
+    train_set = ShardDataset(
+        data, "train", decode="numpy", transform=_to_uint8_tensor(size),
+        clip_mode=config.clip_mode, clip_length=config.clip_length, seed=config.seed,
+    )  # fmt: skip
+    keep = train_set.labels >= 0
+    num_classes = int(train_set.labels[keep].max()) + 1
+    sampler = IdentityBalancedSampler(train_set.labels, p=config.p, k=config.k, seed=config.seed, rank=rank,
+                                      world_size=world)  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=sampler, num_workers=config.workers, persistent_workers=config.workers > 0,
+        pin_memory=device.type == "cuda", collate_fn=collate,
+    )  # fmt: skip
+    backbone = build_clip(config.backbone, pretrained=config.pretrained, image_size=size)
+    model = build_model(config.model, backbone, num_classes, **(
+        {"prompt_tokens": config.prompt_tokens} if config.model == "clip-reid" else {}))  # fmt: skip
+    model.to(device)
+    stages = ([("stage1", config.stage1_epochs)] if isinstance(model, CLIPReID) else []) + [("stage2", config.epochs)]
+    state = _resume(out / "checkpoint.pt", model, config.resume)
+    amp = config.amp and device.type == "cuda"
+    log_rows: list[dict] = state.get("log", [])
+    generator = torch.Generator().manual_seed(config.seed + rank)
+    batches_seen = 0
+    start = time.perf_counter()
+    for stage, epochs in stages:
+        first = state.get("epochs_done", {}).get(stage, 0)
+        if first >= epochs:
+            continue
+        params = _stage_parameters(model, stage)
+        lr = config.stage1_lr if stage == "stage1" else config.lr
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+        if state.get("stage") == stage and "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        wrapped = _wrap(model, device, world)
+        text = _all_text_features(model, device) if stage == "stage2" and isinstance(model, CLIPReID) else None
+        for epoch in range(first, epochs):
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            model.train()
+            total, steps = 0.0, 0
+            for step, batch in enumerate(_progress(loader, rank, f"{stage} {epoch + 1}/{epochs}")):
+                if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
+                    break
+                x = _inputs(batch, device, flip=True, generator=generator)
+                labels = batch["label"].to(device)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                    loss = _loss(model, wrapped, stage, x, labels, text, config)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += float(loss.detach())
+                steps += 1
+                batches_seen += 1
+            mean = _mean_across_ranks(total / max(steps, 1), device, world)
+            log_rows.append({"stage": stage, "epoch": epoch + 1, "loss": round(mean, 6)})
+            if rank == 0:
+                done = dict(state.get("epochs_done", {}), **{stage: epoch + 1})
+                state = {"epochs_done": done, "stage": stage, "log": log_rows}
+                _save(out, model, optimizer, state, num_classes, config)
+    if rank == 0:
+        _write_log(out / "train_log.csv", log_rows)
+    summary = {
+        "rank": rank,
+        "world_size": world,
+        "batches": batches_seen,
+        "seconds": round(time.perf_counter() - start, 1),
+        "param_sha256": _param_hash(model),
+        "device": str(device),
+    }
+    if world > 1:
+        dist.barrier()
+    return summary
+
+
+def _stage_parameters(model: nn.Module, stage: str) -> list[nn.Parameter]:
+    """Stage 1: only the ID text tokens learn. Stage 2: everything but the text side."""
+    for name, p in model.named_parameters():
+        if stage == "stage1":
+            p.requires_grad_(name == "ctx")
+        else:
+            text_side = name == "ctx" or not (name.startswith("backbone.clip.visual") or name.startswith("head"))
+            p.requires_grad_(not text_side and name != "head.bottleneck.bias")
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _wrap(model: nn.Module, device: torch.device, world: int) -> nn.Module:
+    if world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+
+
+@torch.no_grad()
+def _all_text_features(model: CLIPReID, device: torch.device) -> torch.Tensor:
+    model.eval()
+    return model.text_features().float()
+
+
+def _loss(model, wrapped, stage, x, labels, text, config: TrainConfig) -> torch.Tensor:
+    if stage == "stage1":  # frozen image encoder; text tokens learn to match their identity's images
+        out = wrapped(x, labels)
+        image = nn.functional.normalize(out["image"].float(), dim=1)
+        texts = nn.functional.normalize(out["text"].float(), dim=1)
+        scale = model.backbone.clip.logit_scale.exp().detach()
+        return losses.supcon(image * scale, texts, labels, labels) + losses.supcon(texts * scale, image, labels, labels)
+    out = wrapped(x)
+    loss = losses.cross_entropy_smooth(out["logits"].float(), labels, config.label_smoothing)
+    loss = loss + losses.triplet_hard(out["feature"].float(), labels, config.triplet_margin)
+    if text is not None:
+        scale = model.backbone.clip.logit_scale.exp().detach()
+        loss = loss + losses.image_text_ce(out["feature"].float(), text, labels, scale)
+    return loss
+
+
+def _mean_across_ranks(value: float, device: torch.device, world: int) -> float:
+    if world == 1:
+        return value
+    t = torch.tensor([value], device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return float(t) / world
+
+
+def _progress(loader, rank: int, desc: str):
+    if rank != 0:
+        return loader
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, mininterval=2.0)
+
+
+def _param_hash(model: nn.Module) -> str:
+    """Hash of the parameters (not BN running statistics, which each DDP rank keeps)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _save(out: Path, model, optimizer, state: dict, num_classes: int, config: TrainConfig) -> None:
+    tmp = out / "checkpoint.pt.tmp"
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "num_classes": num_classes,
+         "config": dataclasses.asdict(config), **state},
+        tmp,
+    )  # fmt: skip
+    tmp.replace(out / "checkpoint.pt")  # a crash never leaves half a checkpoint
+
+
+def _resume(path: Path, model: nn.Module, resume: bool) -> dict:
+    if not (resume and path.is_file()):
+        return {}
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(saved["model"])
+    return {k: saved[k] for k in ("epochs_done", "stage", "log", "optimizer") if k in saved}
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "stage", "epoch", "loss"])
+        writer.writeheader()
+        for step, row in enumerate(rows, start=1):
+            writer.writerow({"step": step, **row})
+
+
+# --- evaluation -----------------------------------------------------------------
+
+
+def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[nn.Module, dict]:
+    path = Path(checkpoint)
+    path = path / "checkpoint.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint (run `reidmodels train` first)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    config = saved["config"]
+    backbone = build_clip(config["backbone"], pretrained=None, image_size=tuple(config["image_size"]))
+    options = {"prompt_tokens": config["prompt_tokens"]} if config["model"] == "clip-reid" else {}
+    model = build_model(config["model"], backbone, saved["num_classes"], **options)
+    model.load_state_dict(saved["model"])
+    return model.to(device).eval(), {"config": config, "sha256": _file_hash(path)}
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, dataset: ShardDataset, config: EvalConfig, device: torch.device) -> np.ndarray:
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate
+    )
+    out = []
+    for batch in loader:
+        x = _inputs(batch, device, flip=False, generator=None)
+        out.append(model(x)["bn"].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate(config: EvalConfig) -> dict:
+    device = _device(config.device)
+    model, info = load_trained(config.checkpoint, device)
+    data = open_dataset(config.data)
+    size = tuple(info["config"]["image_size"])
+    rows = np.unique(np.concatenate([np.concatenate([p.query, p.gallery]) for p in data.protocols.values()]))
+    cache = Path(config.cache or Path(config.out) / "features") / f"{data.version}-{info['sha256']}.npy"
+    if cache.is_file():  # features depend only on the dataset version and the checkpoint
+        features = np.load(cache)
+    else:
+        test = ShardDataset(data, rows=rows, decode="numpy", transform=_to_uint8_tensor(size), train=False,
+                            clip_mode=config.clip_mode, clip_length=config.clip_length)  # fmt: skip
+        features = extract_features(model, test, config, device)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, features)
+    full = np.zeros((len(data.index), features.shape[1]), dtype=np.float32)
+    full[rows] = features
+    metrics = {"dataset": data.manifest["source"], "version": data.version, "checkpoint": info["sha256"]}
+    cmc_rows = []
+    rng = np.random.default_rng(0)
+    for name in data.protocols:
+        result = evaluate_protocol(full, data, name, metric=config.metric)
+        chance = evaluate_protocol(rng.standard_normal(full.shape).astype(np.float32), data, name)
+        metrics[name] = {
+            "mAP": round(result["mAP"], 4),
+            "mINP": round(result["mINP"], 4),
+            "rank1": round(float(result["cmc"][0]), 4),
+            "rank5": round(float(result["cmc"][min(4, len(result["cmc"]) - 1)]), 4),
+            "rank10": round(float(result["cmc"][min(9, len(result["cmc"]) - 1)]), 4),
+            "queries": result["queries"],
+            "match": result["match"],
+            "chance_mAP": round(chance["mAP"], 4),
+        }
+        cmc_rows += [{"protocol": name, "rank": r + 1, "cmc": round(float(v), 4)} for r, v in enumerate(result["cmc"])]
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    with (out / "cmc.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["protocol", "rank", "cmc"])
+        writer.writeheader()
+        writer.writerows(cmc_rows)
+    return metrics
