@@ -163,20 +163,33 @@ def train(config: TrainConfig) -> dict:
     if video != (config.model == "ft-clip"):
         raise ValueError(f"model {config.model} does not fit a dataset of kind {data.kind} (use ft-clip for tracklets)")
     train_set = ShardDataset(
-        data, "train", decode="numpy", transform=_to_uint8_tensor(size),
-        clip_mode=config.clip_mode, clip_length=config.clip_length, seed=config.seed,
-    )  # fmt: skip
-    keep = train_set.labels >= 0
-    num_classes = int(train_set.labels[keep].max()) + 1
-    sampler = IdentityBalancedSampler(train_set.labels, p=config.p, k=config.k, seed=config.seed, rank=rank,
-                                      world_size=world)  # fmt: skip
+        data,
+        "train",
+        decode="numpy",
+        transform=_to_uint8_tensor(size),
+        clip_mode=config.clip_mode,
+        clip_length=config.clip_length,
+        seed=config.seed,
+    )
+    num_classes = int(train_set.labels.max()) + 1  # train labels are contiguous from 0
+    sampler = IdentityBalancedSampler(
+        train_set.labels, p=config.p, k=config.k, seed=config.seed, rank=rank, world_size=world
+    )
     loader = torch.utils.data.DataLoader(
-        train_set, batch_sampler=sampler, num_workers=config.workers, persistent_workers=config.workers > 0,
-        pin_memory=device.type == "cuda", collate_fn=collate,
-    )  # fmt: skip
+        train_set,
+        batch_sampler=sampler,
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate,
+    )
     backbone = build_clip(config.backbone, pretrained=config.pretrained, image_size=size)
-    model = build_model(config.model, backbone, num_classes, **(
-        {"prompt_tokens": config.prompt_tokens} if config.model == "clip-reid" else {}))  # fmt: skip
+    model = build_model(
+        config.model,
+        backbone,
+        num_classes,
+        **({"prompt_tokens": config.prompt_tokens} if config.model == "clip-reid" else {}),
+    )
     model.to(device)
     stages = ([("stage1", config.stage1_epochs)] if isinstance(model, CLIPReID) else []) + [("stage2", config.epochs)]
     state = _resume(out / "checkpoint.pt", model, config.resume)
@@ -307,10 +320,15 @@ def _param_hash(model: nn.Module) -> str:
 def _save(out: Path, model, optimizer, state: dict, num_classes: int, config: TrainConfig) -> None:
     tmp = out / "checkpoint.pt.tmp"
     torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "num_classes": num_classes,
-         "config": dataclasses.asdict(config), **state},
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "num_classes": num_classes,
+            "config": dataclasses.asdict(config),
+            **state,
+        },
         tmp,
-    )  # fmt: skip
+    )
     tmp.replace(out / "checkpoint.pt")  # a crash never leaves half a checkpoint
 
 
@@ -377,8 +395,15 @@ def evaluate(config: EvalConfig) -> dict:
     if cache.is_file():  # features depend only on the dataset version and the checkpoint
         features = np.load(cache)
     else:
-        test = ShardDataset(data, rows=rows, decode="numpy", transform=_to_uint8_tensor(size), train=False,
-                            clip_mode=config.clip_mode, clip_length=config.clip_length)  # fmt: skip
+        test = ShardDataset(
+            data,
+            rows=rows,
+            decode="numpy",
+            transform=_to_uint8_tensor(size),
+            train=False,
+            clip_mode=config.clip_mode,
+            clip_length=config.clip_length,
+        )
         features = extract_features(model, test, config, device)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, features)

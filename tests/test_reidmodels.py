@@ -71,9 +71,18 @@ def test_losses_on_worked_examples():
 
 def _config(data, out, **kw) -> TrainConfig:
     base = TrainConfig(
-        data=str(data), out=str(out), backbone=TINY, p=3, k=2, stage1_epochs=1, epochs=2, lr=3e-4, workers=0,
-        device="cpu", max_steps_per_epoch=2,
-    )  # fmt: skip
+        data=str(data),
+        out=str(out),
+        backbone=TINY,
+        p=3,
+        k=2,
+        stage1_epochs=1,
+        epochs=2,
+        lr=3e-4,
+        workers=0,
+        device="cpu",
+        max_steps_per_epoch=2,
+    )
     return replace(base, **kw)
 
 
@@ -87,8 +96,11 @@ def test_train_resume_and_evaluate_images(converted, tmp_path):
     assert log[0] == "step,stage,epoch,loss" and len(log) == 4
     again = train(_config(data, tmp_path / "run", epochs=3))  # resume: only the new epoch runs
     assert again["batches"] == 2
-    metrics = evaluate(EvalConfig(data=str(data), checkpoint=str(tmp_path / "run"), out=str(tmp_path / "eval"),
-                                  workers=0, device="cpu"))  # fmt: skip
+    metrics = evaluate(
+        EvalConfig(
+            data=str(data), checkpoint=str(tmp_path / "run"), out=str(tmp_path / "eval"), workers=0, device="cpu"
+        )
+    )
     standard = metrics["standard"]
     assert 0 < standard["mAP"] <= 1 and 0 < standard["chance_mAP"] < 1 and standard["match"] == "camera"
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["standard"] == standard
@@ -101,8 +113,16 @@ def test_ft_clip_trains_and_evaluates_tracklets(converted, tmp_path):
     data = converted("g2a-vreid", "v2")
     config = _config(data, tmp_path / "run", model="ft-clip", clip_length=3, epochs=1)
     assert train(config)["batches"] == 2
-    metrics = evaluate(EvalConfig(data=str(data), checkpoint=str(tmp_path / "run"), out=str(tmp_path / "eval"),
-                                  workers=0, device="cpu", clip_length=3))  # fmt: skip
+    metrics = evaluate(
+        EvalConfig(
+            data=str(data),
+            checkpoint=str(tmp_path / "run"),
+            out=str(tmp_path / "eval"),
+            workers=0,
+            device="cpu",
+            clip_length=3,
+        )
+    )
     assert set(metrics) >= {"g2a", "a2g"}
 
 
@@ -113,8 +133,9 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))  # fmt: skip
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     summary = train(config)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(summary, f)
