@@ -103,20 +103,36 @@ class CLIPBackbone(nn.Module):
         ``prompts`` (layers, n, width): deep visual prompts; layer 0's are inserted
         after the class token, and every later block replaces them with its own.
         """
-        v = self.visual
-        x = v._embeds(images)  # (N, 1 + h*w, width), ln_pre applied
+        x, n = self._blocks(images, prompts)
+        return self._project(torch.cat([x[:, :1], x[:, 1 + n :]], dim=1))  # prompts out: class + patches
+
+    def encode_image_prompts(
+        self, images: torch.Tensor, prompts: torch.Tensor, keep: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(projected class feature (N, D), the last block's first ``keep`` prompt outputs,
+        through the same ``ln_post`` and projection (N, keep, D)): LATex's attribute tokens."""
+        x, n = self._blocks(images, prompts)
+        pooled, _ = self._project(torch.cat([x[:, :1], x[:, 1 + n :]], dim=1))
+        kept = self.visual.ln_post(x[:, 1 : 1 + keep])
+        if self.visual.proj is not None:
+            kept = kept @ self.visual.proj
+        return pooled, kept
+
+    def _blocks(self, images: torch.Tensor, prompts: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+        x = self.visual._embeds(images)  # (N, 1 + h*w, width), ln_pre applied
         n = 0 if prompts is None else prompts.shape[1]
-        blocks = v.transformer.resblocks
-        for i, block in enumerate(blocks):
+        for i, block in enumerate(self.visual.transformer.resblocks):
             if prompts is not None and i < prompts.shape[0]:
                 layer = prompts[i].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
                 rest = x[:, 1 + n :] if i > 0 else x[:, 1:]
                 x = torch.cat([x[:, :1], layer, rest], dim=1)
             x = self._block(block, x)
-        x = torch.cat([x[:, :1], x[:, 1 + n :]], dim=1)  # prompts out: class token + patches
-        pooled, tokens = v._pool(x)
-        if v.proj is not None:
-            pooled = pooled @ v.proj
+        return x, n
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled, tokens = self.visual._pool(x)
+        if self.visual.proj is not None:
+            pooled = pooled @ self.visual.proj
         return pooled, tokens
 
     def _block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,8 @@ from reiddata import IdentityBalancedSampler, ShardDataset, open_dataset
 from . import losses
 from .backbone import IMAGE_SIZE, MEAN, STD, build_clip
 from .evaluation import evaluate_protocol
-from .models import CLIPReID, build_model
+from .latex import VIEWS, LATex
+from .models import CLIPReID, dataset_facts, make_model
 
 __all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "train"]
 
@@ -38,7 +39,7 @@ __all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "train"]
 class TrainConfig:
     data: str  # a converted dataset (reiddata convert)
     out: str  # run folder: checkpoint.pt, train_log.csv, config.json
-    model: str = "clip-reid"  # or ft-clip (tracklets)
+    model: str = "clip-reid"  # ft-clip (tracklets), latex (aerial-ground, attributes)
     backbone: str = "ViT-B-16"
     pretrained: str | None = None  # open_clip tag (online) or a local checkpoint path
     image_size: list[int] = field(default_factory=lambda: list(IMAGE_SIZE))
@@ -60,6 +61,18 @@ class TrainConfig:
     seed: int = 0
     resume: bool = True
     max_steps_per_epoch: int | None = None  # for smoke runs
+    optimizer: str = "adamw"  # or adam
+    passes_per_epoch: int = 1  # identity-balanced passes (every identity once each) per epoch
+    warmup_epochs: int = 0  # linear warm-up from lr / 100
+    cosine: bool = False  # cosine decay to min_lr after the warm-up
+    min_lr: float = 1.6e-6
+    pad: int = 0  # pad then random crop back (pixels)
+    random_erasing: float = 0.0  # probability per image
+    prompts: int = 15  # latex: deep prompts per layer (AG-ReID.v1 15, v2 128, CARGO 256)
+    shared_tokens: int = 8  # latex: K shared text tokens (v1 and CARGO 8, v2 16)
+    full: bool = False  # latex-full: the CLIP image encoder trains too, at backbone_lr
+    backbone_lr: float = 5e-6
+    attribute_smoothing: float = 0.1
 
 
 @dataclass
@@ -120,29 +133,86 @@ def _to_uint8_tensor(size: tuple[int, int]):
     return transform
 
 
-def collate(items: list[dict]) -> dict:
-    """What training and feature extraction use of a batch: pixels, label, pid, camid.
+class Collate:
+    """What training and feature extraction use of a batch: pixels, label, pid, camid,
+    view index and attribute value indices (-1 where a sample has none).
 
     (The default collate cannot batch ``attributes``, absent on distractors.)
     """
-    out = {k: torch.as_tensor([item[k] for item in items]) for k in ("label", "pid", "camid")}
-    if "image" in items[0]:
-        out["image"] = torch.stack([item["image"] for item in items])
-    else:
-        out["frames"] = [torch.stack(frames) for frames in zip(*(item["frames"] for item in items))]
-    return out
+
+    def __init__(self, names: list[str] = (), values: list[list[str]] = ()) -> None:
+        self.names = list(names)
+        self.lookup = [{v: i for i, v in enumerate(vs)} for vs in values]
+
+    def __call__(self, items: list[dict]) -> dict:
+        out = {k: torch.as_tensor([item[k] for item in items]) for k in ("label", "pid", "camid")}
+        out["view"] = torch.as_tensor([VIEWS.index(item["view"]) for item in items])
+        if self.names:
+            out["attributes"] = torch.as_tensor(
+                [
+                    [
+                        lk[item["attributes"][n]] if "attributes" in item else -1
+                        for n, lk in zip(self.names, self.lookup)
+                    ]
+                    for item in items
+                ]
+            )
+        if "image" in items[0]:
+            out["image"] = torch.stack([item["image"] for item in items])
+        else:
+            out["frames"] = [torch.stack(frames) for frames in zip(*(item["frames"] for item in items))]
+        return out
 
 
-def _inputs(batch: dict, device: torch.device, *, flip: bool, generator: torch.Generator | None) -> torch.Tensor:
-    """Normalised float images (N, 3, H, W) or clips (N, T, 3, H, W) on ``device``."""
+def _inputs(
+    batch: dict,
+    device: torch.device,
+    *,
+    flip: bool,
+    generator: torch.Generator | None,
+    pad: int = 0,
+    erasing: float = 0.0,
+) -> torch.Tensor:
+    """Normalised float images (N, 3, H, W) or clips (N, T, 3, H, W) on ``device``.
+
+    Train-time augmentation on the device, per sample (per tracklet: the whole clip):
+    horizontal flip, zero padding + random crop back, random erasing (Zhong et al.).
+    """
     x = batch["image"] if "image" in batch else torch.stack(batch["frames"], dim=1)
     x = x.to(device, non_blocking=True).float().div_(255)
     mean = torch.tensor(MEAN, device=device).view(3, 1, 1)
     std = torch.tensor(STD, device=device).view(3, 1, 1)
     x = (x - mean) / std
-    if flip:  # random horizontal flip per sample (per tracklet: the whole clip)
-        mask = torch.rand(x.shape[0], generator=generator).to(device) < 0.5
-        x = torch.where(mask.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
+    n, shape = x.shape[0], [1] * (x.dim() - 1)
+    if flip:
+        mask = torch.rand(n, generator=generator).to(device) < 0.5
+        x = torch.where(mask.view(-1, *shape), x.flip(-1), x)
+    if pad:
+        h, w = x.shape[-2:]
+        padded = nn.functional.pad(x.flatten(0, -4), (pad, pad, pad, pad)).view(*x.shape[:-2], h + 2 * pad, w + 2 * pad)
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).tolist()
+        x = torch.stack([padded[i, ..., dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+    if erasing:
+        x = _random_erasing(x, erasing, generator)
+    return x
+
+
+def _random_erasing(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Erase one random rectangle (2-40% of the area, aspect 0.3-3.3) per chosen sample, to 0 (the mean)."""
+    h, w = x.shape[-2:]
+    x = x.clone()
+    for i in range(x.shape[0]):
+        if float(torch.rand(1, generator=generator)) >= p:
+            continue
+        for _ in range(10):
+            area = h * w * float(torch.empty(1).uniform_(0.02, 0.4, generator=generator))
+            aspect = float(torch.empty(1).uniform_(0.3, 3.3, generator=generator))
+            eh, ew = int(round((area * aspect) ** 0.5)), int(round((area / aspect) ** 0.5))
+            if eh < h and ew < w:
+                top = int(torch.randint(0, h - eh + 1, (1,), generator=generator))
+                left = int(torch.randint(0, w - ew + 1, (1,), generator=generator))
+                x[i, ..., top : top + eh, left : left + ew] = 0
+                break
     return x
 
 
@@ -162,6 +232,8 @@ def train(config: TrainConfig) -> dict:
     video = data.kind == "video"
     if video != (config.model == "ft-clip"):
         raise ValueError(f"model {config.model} does not fit a dataset of kind {data.kind} (use ft-clip for tracklets)")
+    facts = dataset_facts(data)
+    options = _model_options(config, facts)
     train_set = ShardDataset(
         data,
         "train",
@@ -171,7 +243,7 @@ def train(config: TrainConfig) -> dict:
         clip_length=config.clip_length,
         seed=config.seed,
     )
-    num_classes = int(train_set.labels.max()) + 1  # train labels are contiguous from 0
+    num_classes = facts["num_classes"]  # train labels are contiguous from 0
     sampler = IdentityBalancedSampler(
         train_set.labels, p=config.p, k=config.k, seed=config.seed, rank=rank, world_size=world
     )
@@ -181,15 +253,10 @@ def train(config: TrainConfig) -> dict:
         num_workers=config.workers,
         persistent_workers=config.workers > 0,
         pin_memory=device.type == "cuda",
-        collate_fn=collate,
+        collate_fn=_collate(config.model, facts),
     )
     backbone = build_clip(config.backbone, pretrained=config.pretrained, image_size=size)
-    model = build_model(
-        config.model,
-        backbone,
-        num_classes,
-        **({"prompt_tokens": config.prompt_tokens} if config.model == "clip-reid" else {}),
-    )
+    model = make_model(config.model, backbone, num_classes, **options)
     model.to(device)
     stages = ([("stage1", config.stage1_epochs)] if isinstance(model, CLIPReID) else []) + [("stage2", config.epochs)]
     state = _resume(out / "checkpoint.pt", model, config.resume)
@@ -202,26 +269,26 @@ def train(config: TrainConfig) -> dict:
         first = state.get("epochs_done", {}).get(stage, 0)
         if first >= epochs:
             continue
-        params = _stage_parameters(model, stage)
-        lr = config.stage1_lr if stage == "stage1" else config.lr
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+        groups = _parameter_groups(model, stage, config)
+        kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
+        optimizer = kind(groups, weight_decay=config.weight_decay)
         if state.get("stage") == stage and "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         wrapped = _wrap(model, device, world)
         text = _all_text_features(model, device) if stage == "stage2" and isinstance(model, CLIPReID) else None
         for epoch in range(first, epochs):
-            sampler.set_epoch(epoch)
             train_set.set_epoch(epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * _lr_factor(epoch, epochs, config, group["initial_lr"])
             model.train()
             total, steps = 0.0, 0
-            for step, batch in enumerate(_progress(loader, rank, f"{stage} {epoch + 1}/{epochs}")):
-                if config.max_steps_per_epoch is not None and step >= config.max_steps_per_epoch:
-                    break
-                x = _inputs(batch, device, flip=True, generator=generator)
-                labels = batch["label"].to(device)
+            for batch in _epoch_batches(loader, sampler, epoch, config, rank, f"{stage} {epoch + 1}/{epochs}"):
+                x = _inputs(
+                    batch, device, flip=True, generator=generator, pad=config.pad, erasing=config.random_erasing
+                )
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                    loss = _loss(model, wrapped, stage, x, labels, text, config)
+                    loss = _loss(model, wrapped, stage, x, batch, device, text, config)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -234,7 +301,7 @@ def train(config: TrainConfig) -> dict:
             if rank == 0:
                 done = dict(state.get("epochs_done", {}), **{stage: epoch + 1})
                 state = {"epochs_done": done, "stage": stage, "log": log_rows}
-                _save(out, model, optimizer, state, num_classes, config)
+                _save(out, model, optimizer, state, num_classes, config, options)
     if rank == 0:
         _write_log(out / "train_log.csv", log_rows)
     summary = {
@@ -250,15 +317,66 @@ def train(config: TrainConfig) -> dict:
     return summary
 
 
-def _stage_parameters(model: nn.Module, stage: str) -> list[nn.Parameter]:
-    """Stage 1: only the ID text tokens learn. Stage 2: everything but the text side."""
+def _model_options(config: TrainConfig, facts: dict) -> dict:
+    if config.model == "clip-reid":
+        return {"prompt_tokens": config.prompt_tokens}
+    if config.model == "latex":
+        return {
+            "attribute_classes": facts["attribute_classes"],
+            "prompts": config.prompts,
+            "shared_tokens": config.shared_tokens,
+        }
+    return {}
+
+
+def _collate(kind: str, facts: dict) -> Collate:
+    return Collate(facts["attribute_names"], facts["attribute_values"]) if kind == "latex" else Collate()
+
+
+FROZEN_BIASES = ("bottleneck.bias", "bottleneck_v.bias", "bottleneck_t.bias")  # BNNeck: no learned shift
+
+
+def _parameter_groups(model: nn.Module, stage: str, config: TrainConfig) -> list[dict]:
+    """What learns, and at which rate.
+
+    CLIP-ReID stage 1: only the ID text tokens. CLIP-ReID stage 2 and FT-CLIP: the image
+    encoder and head. LATex: prompts, PACG, MLPs, shared tokens, BNs and classifiers,
+    CLIP frozen; LATex-full adds the CLIP image encoder at ``backbone_lr``.
+    """
+    base = config.stage1_lr if stage == "stage1" else config.lr
+    slow = []
     for name, p in model.named_parameters():
         if stage == "stage1":
-            p.requires_grad_(name == "ctx")
+            learn = name == "ctx"
+        elif isinstance(model, LATex):
+            learn = not name.startswith("backbone.") or (config.full and name.startswith("backbone.clip.visual"))
+            if learn and name.startswith("backbone."):
+                slow.append(p)
         else:
-            text_side = name == "ctx" or not (name.startswith("backbone.clip.visual") or name.startswith("head"))
-            p.requires_grad_(not text_side and name != "head.bottleneck.bias")
-    return [p for p in model.parameters() if p.requires_grad]
+            learn = name != "ctx" and (name.startswith("backbone.clip.visual") or name.startswith("head"))
+        p.requires_grad_(
+            learn
+            and not name.endswith("bottleneck.bias")
+            and not name.endswith("bottleneck_v.bias")
+            and not name.endswith("bottleneck_t.bias")
+        )
+    fast = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in slow)]
+    groups = [{"params": fast, "lr": base, "initial_lr": base}]
+    if slow:
+        groups.append({"params": slow, "lr": config.backbone_lr, "initial_lr": config.backbone_lr})
+    return groups
+
+
+def _lr_factor(epoch: int, epochs: int, config: TrainConfig, base: float) -> float:
+    """Linear warm-up from 1% over ``warmup_epochs``, then constant or cosine to ``min_lr``."""
+    if epoch < config.warmup_epochs:
+        return 0.01 + 0.99 * epoch / config.warmup_epochs
+    if not config.cosine:
+        return 1.0
+    span = max(epochs - config.warmup_epochs, 1)
+    progress = (epoch - config.warmup_epochs) / span
+    floor = min(config.min_lr / base, 1.0)
+    return floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * progress))
 
 
 def _wrap(model: nn.Module, device: torch.device, world: int) -> nn.Module:
@@ -276,7 +394,12 @@ def _all_text_features(model: CLIPReID, device: torch.device) -> torch.Tensor:
     return model.text_features().float()
 
 
-def _loss(model, wrapped, stage, x, labels, text, config: TrainConfig) -> torch.Tensor:
+def _loss(model, wrapped, stage, x, batch: dict, device, text, config: TrainConfig) -> torch.Tensor:
+    labels = batch["label"].to(device)
+    if isinstance(model, LATex):
+        out = wrapped(x, batch["view"].to(device))
+        attributes = batch["attributes"].to(device) if "attributes" in batch else None
+        return model.loss(out, labels, attributes, smoothing=config.attribute_smoothing)
     if stage == "stage1":  # frozen image encoder; text tokens learn to match their identity's images
         out = wrapped(x, labels)
         image = nn.functional.normalize(out["image"].float(), dim=1)
@@ -300,6 +423,19 @@ def _mean_across_ranks(value: float, device: torch.device, world: int) -> float:
     return float(t) / world
 
 
+def _epoch_batches(loader, sampler, epoch: int, config: TrainConfig, rank: int, desc: str):
+    """The batches of one epoch: ``passes_per_epoch`` identity-balanced passes, each its own
+    sampler epoch, cut at ``max_steps_per_epoch``."""
+    steps = 0
+    for r in range(config.passes_per_epoch):
+        sampler.set_epoch(epoch * config.passes_per_epoch + r)
+        for batch in _progress(loader, rank, desc):
+            if config.max_steps_per_epoch is not None and steps >= config.max_steps_per_epoch:
+                return
+            steps += 1
+            yield batch
+
+
 def _progress(loader, rank: int, desc: str):
     if rank != 0:
         return loader
@@ -317,13 +453,14 @@ def _param_hash(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _save(out: Path, model, optimizer, state: dict, num_classes: int, config: TrainConfig) -> None:
+def _save(out: Path, model, optimizer, state: dict, num_classes: int, config: TrainConfig, options: dict) -> None:
     tmp = out / "checkpoint.pt.tmp"
     torch.save(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "num_classes": num_classes,
+            "model_options": options,
             "config": dataclasses.asdict(config),
             **state,
         },
@@ -359,8 +496,7 @@ def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[nn.Modul
     saved = torch.load(path, map_location="cpu", weights_only=False)
     config = saved["config"]
     backbone = build_clip(config["backbone"], pretrained=None, image_size=tuple(config["image_size"]))
-    options = {"prompt_tokens": config["prompt_tokens"]} if config["model"] == "clip-reid" else {}
-    model = build_model(config["model"], backbone, saved["num_classes"], **options)
+    model = make_model(config["model"], backbone, saved["num_classes"], **saved["model_options"])
     model.load_state_dict(saved["model"])
     return model.to(device).eval(), {"config": config, "sha256": _file_hash(path)}
 
@@ -374,15 +510,21 @@ def _file_hash(path: Path) -> str:
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, dataset: ShardDataset, config: EvalConfig, device: torch.device) -> np.ndarray:
+def extract_features(
+    model: nn.Module, dataset: ShardDataset, config: EvalConfig, device: torch.device, collate: Collate
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Retrieval features, and for LATex the predicted attribute values (-1 columns otherwise)."""
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate
     )
-    out = []
+    features, predictions = [], []
     for batch in loader:
         x = _inputs(batch, device, flip=False, generator=None)
-        out.append(model(x)["bn"].float().cpu().numpy())
-    return np.concatenate(out)
+        out = model(x, batch["view"].to(device)) if isinstance(model, LATex) else model(x)
+        features.append(out["bn"].float().cpu().numpy())
+        if "attribute_logits" in out:
+            predictions.append(torch.stack([lg.argmax(1) for lg in out["attribute_logits"]], dim=1).cpu().numpy())
+    return np.concatenate(features), (np.concatenate(predictions) if predictions else None)
 
 
 def evaluate(config: EvalConfig) -> dict:
@@ -391,9 +533,11 @@ def evaluate(config: EvalConfig) -> dict:
     data = open_dataset(config.data)
     size = tuple(info["config"]["image_size"])
     rows = np.unique(np.concatenate([np.concatenate([p.query, p.gallery]) for p in data.protocols.values()]))
-    cache = Path(config.cache or Path(config.out) / "features") / f"{data.version}-{info['sha256']}.npy"
+    facts = dataset_facts(data)
+    cache = Path(config.cache or Path(config.out) / "features") / f"{data.version}-{info['sha256']}.npz"
     if cache.is_file():  # features depend only on the dataset version and the checkpoint
-        features = np.load(cache)
+        saved = np.load(cache)
+        features, predictions = saved["features"], saved["predictions"] if "predictions" in saved else None
     else:
         test = ShardDataset(
             data,
@@ -404,9 +548,10 @@ def evaluate(config: EvalConfig) -> dict:
             clip_mode=config.clip_mode,
             clip_length=config.clip_length,
         )
-        features = extract_features(model, test, config, device)
+        features, predictions = extract_features(model, test, config, device, _collate(info["config"]["model"], facts))
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, features)
+        extra = {} if predictions is None else {"predictions": predictions}
+        np.savez(cache, features=features, **extra)
     full = np.zeros((len(data.index), features.shape[1]), dtype=np.float32)
     full[rows] = features
     metrics = {"dataset": data.manifest["source"], "version": data.version, "checkpoint": info["sha256"]}
@@ -426,6 +571,8 @@ def evaluate(config: EvalConfig) -> dict:
             "chance_mAP": round(chance["mAP"], 4),
         }
         cmc_rows += [{"protocol": name, "rank": r + 1, "cmc": round(float(v), 4)} for r, v in enumerate(result["cmc"])]
+    if predictions is not None:
+        metrics["attribute_accuracy"] = _attribute_accuracy(data, rows, predictions, facts)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -434,3 +581,13 @@ def evaluate(config: EvalConfig) -> dict:
         writer.writeheader()
         writer.writerows(cmc_rows)
     return metrics
+
+
+def _attribute_accuracy(data, rows: np.ndarray, predictions: np.ndarray, facts: dict) -> dict:
+    """Per attribute: the share of labelled test samples whose predicted value is right."""
+    labels = data.index.column("attributes").to_pylist()
+    out = {}
+    for t, (name, values) in enumerate(zip(facts["attribute_names"], facts["attribute_values"])):
+        pairs = [(values.index(labels[r][name]), predictions[i, t]) for i, r in enumerate(rows) if labels[r]]
+        out[name] = round(float(np.mean([a == b for a, b in pairs])), 4) if pairs else None
+    return out

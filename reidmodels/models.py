@@ -16,7 +16,7 @@ from torch import nn
 
 from .backbone import CLIPBackbone
 
-__all__ = ["CLIPReID", "FTCLIP", "build_model"]
+__all__ = ["CLIPReID", "FTCLIP", "build_model", "dataset_facts", "make_model"]
 
 TEMPLATE = "A photo of a {} person."
 
@@ -84,9 +84,56 @@ class FTCLIP(nn.Module):
         return self.head(pooled.view(n, t, -1).mean(1))
 
 
-def build_model(kind: str, backbone: CLIPBackbone, num_classes: int, **options) -> nn.Module:
+MODELS = ("clip-reid", "ft-clip", "latex")
+
+
+def make_model(kind: str, backbone: CLIPBackbone, num_classes: int, **options) -> nn.Module:
+    """The ``kind`` model on ``backbone`` with ``num_classes`` train identities."""
     if kind == "clip-reid":
         return CLIPReID(backbone, num_classes, **options)
     if kind == "ft-clip":
         return FTCLIP(backbone, num_classes)
-    raise ValueError(f"unknown model {kind!r}: expected clip-reid or ft-clip")
+    if kind == "latex":
+        from .latex import LATex
+
+        return LATex(backbone, num_classes, **options)
+    raise ValueError(f"unknown model {kind!r}: expected one of {', '.join(MODELS)}")
+
+
+def dataset_facts(data) -> dict:
+    """What a model needs from a converted dataset: train identities, attribute value counts."""
+    schema = data.manifest.get("attributes")
+    return {
+        "num_classes": int(data.manifest["splits"]["train"]["ids"]),
+        "attribute_classes": [len(a["values"]) for a in schema["attributes"]] if schema else None,
+        "attribute_names": [a["name"] for a in schema["attributes"]] if schema else [],
+        "attribute_values": [a["values"] for a in schema["attributes"]] if schema else [],
+    }
+
+
+def build_model(
+    kind: str,
+    *,
+    dataset,
+    backbone: str = "ViT-B-16",
+    pretrained: str | None = None,
+    image_size: tuple[int, int] = (256, 128),
+    **options,
+) -> nn.Module:
+    """A model sized for a converted ``dataset`` (path or ``reiddata.ReidDataset``).
+
+    ``build_model("latex", dataset="shards/agreid-v2", backbone="ViT-B-16", prompts=128,
+    shared_tokens=16)``: the identities and, for LATex, the attribute heads come from
+    the dataset's manifest (CARGO: no attribute heads).
+    """
+    from reiddata import ReidDataset, open_dataset
+
+    from .backbone import build_clip
+
+    data = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
+    facts = dataset_facts(data)
+    if kind == "latex":
+        options.setdefault("attribute_classes", facts["attribute_classes"])
+    return make_model(
+        kind, build_clip(backbone, pretrained=pretrained, image_size=image_size), facts["num_classes"], **options
+    )
