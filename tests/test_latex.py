@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from reidmodels import build_model
 from reidmodels.backbone import TINY
 from reidmodels.engine import EvalConfig, TrainConfig, _parameter_groups, evaluate, train
-from reidmodels import build_model
 
 QUT_CLASSES = [3, 4, 5, 4, 5, 7, 6, 3, 3, 4, 5, 13, 10, 7, 9]  # the 15 attributes, 88 values
 
