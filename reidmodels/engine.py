@@ -89,12 +89,33 @@ class EvalConfig:
     cache: str | None = None  # feature cache folder (default: <out>/features)
 
 
+# A method's own defaults, under what the section sets: LATex's paper hyper-parameters.
+MODEL_DEFAULTS = {
+    "latex": {
+        "optimizer": "adam",
+        "lr": 3.5e-4,
+        "weight_decay": 0.1,
+        "warmup_epochs": 5,
+        "cosine": True,
+        "p": 16,
+        "k": 8,
+        "epochs": 120,
+        "pad": 10,
+        "random_erasing": 0.5,
+    },
+}
+
+
 def load_config(cls, path: str | Path, section: str, **overrides):
-    """A config dataclass from a YAML file's ``section`` (a params.yaml), with overrides."""
+    """A config dataclass from a YAML file's ``section`` (a params.yaml), with overrides;
+    keys the section leaves out take the model's defaults (``MODEL_DEFAULTS``), then the
+    dataclass's."""
     import yaml
 
     values = dict(yaml.safe_load(Path(path).read_text()).get(section) or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if cls is TrainConfig:
+        values = {**MODEL_DEFAULTS.get(values.get("model", ""), {}), **values}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:

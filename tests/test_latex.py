@@ -120,3 +120,13 @@ def test_tiny_latex_on_cargo_has_no_attribute_heads_and_matches_a2g_by_view(conv
 def test_wrong_model_for_the_data_is_refused(converted, tmp_path):
     with pytest.raises(ValueError, match="does not fit a dataset of kind video"):
         train(_config(converted("g2a-vreid"), tmp_path / "run"))
+
+
+def test_a_latex_section_gets_the_papers_hyper_parameters(tmp_path):
+    from reidmodels.engine import load_config
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  data: d\n  out: o\n  model: latex\n  epochs: 3\n")
+    config = load_config(TrainConfig, params, "train")
+    assert (config.optimizer, config.lr, config.weight_decay, config.p, config.k) == ("adam", 3.5e-4, 0.1, 16, 8)
+    assert (config.cosine, config.pad, config.random_erasing, config.epochs) == (True, 10, 0.5, 3)
