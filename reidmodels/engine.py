@@ -28,9 +28,10 @@ from reiddata import IdentityBalancedSampler, ShardDataset, open_dataset
 
 from . import losses
 from .backbone import IMAGE_SIZE, MEAN, STD, build_clip
-from .evaluation import evaluate_protocol
+from .cerberus import GLOBAL_GROUPS, IMAGENET_MEAN, IMAGENET_STD, PART_GROUPS, Cerberus
+from .evaluation import evaluate_protocol, label_based_mean_accuracy, retrieval_metrics
 from .latex import VIEWS, LATex
-from .models import CLIPReID, dataset_facts, make_model
+from .models import CLIPReID, dataset_facts, make_model, model_options
 
 __all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "train"]
 
@@ -39,9 +40,9 @@ __all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "train"]
 class TrainConfig:
     data: str  # a converted dataset (reiddata convert)
     out: str  # run folder: checkpoint.pt, train_log.csv, config.json
-    model: str = "clip-reid"  # ft-clip (tracklets), latex (aerial-ground, attributes)
+    model: str = "clip-reid"  # ft-clip (tracklets), latex (aerial-ground), cerberus (attributes + SIDs)
     backbone: str = "ViT-B-16"
-    pretrained: str | None = None  # open_clip tag (online) or a local checkpoint path
+    pretrained: str | None = None  # open_clip tag (online) or local checkpoint (cerberus: torchvision resnet50)
     image_size: list[int] = field(default_factory=lambda: list(IMAGE_SIZE))
     p: int = 16
     k: int = 4
@@ -103,6 +104,21 @@ MODEL_DEFAULTS = {
         "pad": 10,
         "random_erasing": 0.5,
     },
+    # Cerberus: Adam, warm-up from 1% then cosine, 16 ids x 4, 384x128, flip + erasing;
+    # 120 x 4 identity passes ~ the paper's 24k iterations on Market-1501 (751 ids / 16).
+    "cerberus": {
+        "optimizer": "adam",
+        "lr": 3.5e-4,
+        "weight_decay": 5e-4,
+        "warmup_epochs": 10,
+        "cosine": True,
+        "p": 16,
+        "k": 4,
+        "image_size": [384, 128],
+        "epochs": 120,
+        "passes_per_epoch": 4,
+        "random_erasing": 0.5,
+    },
 }
 
 
@@ -161,9 +177,10 @@ class Collate:
     (The default collate cannot batch ``attributes``, absent on distractors.)
     """
 
-    def __init__(self, names: list[str] = (), values: list[list[str]] = ()) -> None:
+    def __init__(self, names: list[str] = (), values: list[list[str]] = (), sid_groups: list[str] = ()) -> None:
         self.names = list(names)
         self.lookup = [{v: i for i, v in enumerate(vs)} for vs in values]
+        self.sid_groups = list(sid_groups)
 
     def __call__(self, items: list[dict]) -> dict:
         out = {k: torch.as_tensor([item[k] for item in items]) for k in ("label", "pid", "camid")}
@@ -177,6 +194,10 @@ class Collate:
                     ]
                     for item in items
                 ]
+            )
+        if self.sid_groups:
+            out["sid"] = torch.as_tensor(
+                [[item["sid"][g] if "sid" in item else -1 for g in self.sid_groups] for item in items]
             )
         if "image" in items[0]:
             out["image"] = torch.stack([item["image"] for item in items])
@@ -193,6 +214,7 @@ def _inputs(
     generator: torch.Generator | None,
     pad: int = 0,
     erasing: float = 0.0,
+    stats: tuple = (MEAN, STD),
 ) -> torch.Tensor:
     """Normalised float images (N, 3, H, W) or clips (N, T, 3, H, W) on ``device``.
 
@@ -201,8 +223,8 @@ def _inputs(
     """
     x = batch["image"] if "image" in batch else torch.stack(batch["frames"], dim=1)
     x = x.to(device, non_blocking=True).float().div_(255)
-    mean = torch.tensor(MEAN, device=device).view(3, 1, 1)
-    std = torch.tensor(STD, device=device).view(3, 1, 1)
+    mean = torch.tensor(stats[0], device=device).view(3, 1, 1)
+    std = torch.tensor(stats[1], device=device).view(3, 1, 1)
     x = (x - mean) / std
     n, shape = x.shape[0], [1] * (x.dim() - 1)
     if flip:
@@ -216,6 +238,11 @@ def _inputs(
     if erasing:
         x = _random_erasing(x, erasing, generator)
     return x
+
+
+def _pixel_stats(model: nn.Module) -> tuple:
+    """Input normalisation of the model's backbone: CLIP's, or ImageNet's for Cerberus's ResNet-50."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if isinstance(model, Cerberus) else (MEAN, STD)
 
 
 def _random_erasing(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -276,8 +303,7 @@ def train(config: TrainConfig) -> dict:
         pin_memory=device.type == "cuda",
         collate_fn=_collate(config.model, facts),
     )
-    backbone = build_clip(config.backbone, pretrained=config.pretrained, image_size=size)
-    model = make_model(config.model, backbone, num_classes, **options)
+    model = _build(config, num_classes, options)
     model.to(device)
     stages = ([("stage1", config.stage1_epochs)] if isinstance(model, CLIPReID) else []) + [("stage2", config.epochs)]
     state = _resume(out / "checkpoint.pt", model, config.resume)
@@ -306,7 +332,13 @@ def train(config: TrainConfig) -> dict:
             total, steps = 0.0, 0
             for batch in _epoch_batches(loader, sampler, epoch, config, rank, f"{stage} {epoch + 1}/{epochs}"):
                 x = _inputs(
-                    batch, device, flip=True, generator=generator, pad=config.pad, erasing=config.random_erasing
+                    batch,
+                    device,
+                    flip=True,
+                    generator=generator,
+                    pad=config.pad,
+                    erasing=config.random_erasing,
+                    stats=_pixel_stats(model),
                 )
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                     loss = _loss(model, wrapped, stage, x, batch, device, text, config)
@@ -339,19 +371,27 @@ def train(config: TrainConfig) -> dict:
 
 
 def _model_options(config: TrainConfig, facts: dict) -> dict:
+    """Constructor options, saved in the checkpoint to rebuild the model for evaluation."""
     if config.model == "clip-reid":
         return {"prompt_tokens": config.prompt_tokens}
     if config.model == "latex":
-        return {
-            "attribute_classes": facts["attribute_classes"],
-            "prompts": config.prompts,
-            "shared_tokens": config.shared_tokens,
-        }
-    return {}
+        return model_options("latex", facts, prompts=config.prompts, shared_tokens=config.shared_tokens)
+    return model_options(config.model, facts)
+
+
+def _build(config: TrainConfig, num_classes: int, options: dict) -> nn.Module:
+    if config.model == "cerberus":  # its own ResNet-50, ImageNet weights from a local file
+        return make_model("cerberus", None, num_classes, pretrained=config.pretrained, **options)
+    backbone = build_clip(config.backbone, pretrained=config.pretrained, image_size=tuple(config.image_size))
+    return make_model(config.model, backbone, num_classes, **options)
 
 
 def _collate(kind: str, facts: dict) -> Collate:
-    return Collate(facts["attribute_names"], facts["attribute_values"]) if kind == "latex" else Collate()
+    if kind == "latex":
+        return Collate(facts["attribute_names"], facts["attribute_values"])
+    if kind == "cerberus":
+        return Collate(sid_groups=list(GLOBAL_GROUPS + PART_GROUPS))
+    return Collate()
 
 
 FROZEN_BIASES = ("bottleneck.bias", "bottleneck_v.bias", "bottleneck_t.bias")  # BNNeck: no learned shift
@@ -369,6 +409,8 @@ def _parameter_groups(model: nn.Module, stage: str, config: TrainConfig) -> list
     for name, p in model.named_parameters():
         if stage == "stage1":
             learn = name == "ctx"
+        elif isinstance(model, Cerberus):
+            learn = True
         elif isinstance(model, LATex):
             learn = not name.startswith("backbone.") or (config.full and name.startswith("backbone.clip.visual"))
             if learn and name.startswith("backbone."):
@@ -417,6 +459,8 @@ def _all_text_features(model: CLIPReID, device: torch.device) -> torch.Tensor:
 
 def _loss(model, wrapped, stage, x, batch: dict, device, text, config: TrainConfig) -> torch.Tensor:
     labels = batch["label"].to(device)
+    if isinstance(model, Cerberus):
+        return model.loss(wrapped(x), labels, batch["sid"].to(device))
     if isinstance(model, LATex):
         out = wrapped(x, batch["view"].to(device))
         attributes = batch["attributes"].to(device) if "attributes" in batch else None
@@ -516,7 +560,9 @@ def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[nn.Modul
         raise FileNotFoundError(f"{path}: no checkpoint (run `reidmodels train` first)")
     saved = torch.load(path, map_location="cpu", weights_only=False)
     config = saved["config"]
-    backbone = build_clip(config["backbone"], pretrained=None, image_size=tuple(config["image_size"]))
+    backbone = None
+    if config["model"] != "cerberus":
+        backbone = build_clip(config["backbone"], pretrained=None, image_size=tuple(config["image_size"]))
     model = make_model(config["model"], backbone, saved["num_classes"], **saved["model_options"])
     model.load_state_dict(saved["model"])
     return model.to(device).eval(), {"config": config, "sha256": _file_hash(path)}
@@ -540,10 +586,13 @@ def extract_features(
     )
     features, predictions = [], []
     for batch in loader:
-        x = _inputs(batch, device, flip=False, generator=None)
+        x = _inputs(batch, device, flip=False, generator=None, stats=_pixel_stats(model))
         out = model(x, batch["view"].to(device)) if isinstance(model, LATex) else model(x)
         features.append(out["bn"].float().cpu().numpy())
-        if "attribute_logits" in out:
+        if isinstance(model, Cerberus):  # nearest SID prototype per group
+            sids = model.predict_sids(out["partial"])
+            predictions.append(torch.stack([sids[g] for g in model.group_names], dim=1).cpu().numpy())
+        elif "attribute_logits" in out:
             predictions.append(torch.stack([lg.argmax(1) for lg in out["attribute_logits"]], dim=1).cpu().numpy())
     return np.concatenate(features), (np.concatenate(predictions) if predictions else None)
 
@@ -592,7 +641,10 @@ def evaluate(config: EvalConfig) -> dict:
             "chance_mAP": round(chance["mAP"], 4),
         }
         cmc_rows += [{"protocol": name, "rank": r + 1, "cmc": round(float(v), 4)} for r, v in enumerate(result["cmc"])]
-    if predictions is not None:
+    if predictions is not None and isinstance(model, Cerberus):
+        metrics["par"] = _par_metrics(model, data, rows, predictions)
+        metrics["aps"] = _aps_metrics(model, data, full)
+    elif predictions is not None:
         metrics["attribute_accuracy"] = _attribute_accuracy(data, rows, predictions, facts)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -611,4 +663,54 @@ def _attribute_accuracy(data, rows: np.ndarray, predictions: np.ndarray, facts: 
     for t, (name, values) in enumerate(zip(facts["attribute_names"], facts["attribute_values"])):
         pairs = [(values.index(labels[r][name]), predictions[i, t]) for i, r in enumerate(rows) if labels[r]]
         out[name] = round(float(np.mean([a == b for a, b in pairs])), 4) if pairs else None
+    return out
+
+
+def _par_metrics(model: Cerberus, data, rows: np.ndarray, predictions: np.ndarray) -> dict:
+    """Pedestrian attribute recognition from the nearest SID prototypes: mA per attribute."""
+    labels = data.index.column("attributes").to_pylist()
+    truth, guess = [], []
+    for i, r in enumerate(rows):
+        if labels[r]:
+            predicted = {}
+            for j, g in enumerate(model.group_names):
+                predicted.update(model.sid_attributes(g, int(predictions[i, j])))
+            truth.append(labels[r])
+            guess.append(predicted)
+    per = {a: round(label_based_mean_accuracy([t[a] for t in truth], [p[a] for p in guess]), 4) for a in truth[0]}
+    return {"mA": round(float(np.mean(list(per.values()))), 4), "per_attribute": per, "samples": len(truth)}
+
+
+@torch.no_grad()
+def aps_scores(model: Cerberus, partials: torch.Tensor, query: dict[str, str]) -> torch.Tensor:
+    """Attribute search: per gallery sample, the mean over the query's groups of the best
+    cosine to a prototype consistent with the query (``partials``: (N, groups, D), unit)."""
+    scores = []
+    for g, protos in model.query_prototypes(query).items():
+        j = model.group_names.index(g)
+        scores.append((partials[:, j] @ torch.nn.functional.normalize(protos.float(), dim=1).T).amax(1))
+    return torch.stack(scores).mean(0)
+
+
+def _aps_metrics(model: Cerberus, data, features: np.ndarray) -> dict:
+    """APS over the first protocol's labelled gallery: every attribute combination in it as
+    a query (full), and the same queries with one group unknown (partial)."""
+    labels = data.index.column("attributes").to_pylist()
+    gallery = [r for r in next(iter(data.protocols.values())).gallery if labels[r]]
+    groups = len(model.group_names)
+    unit = (features[gallery] * np.sqrt(groups)).astype(np.float32)  # undo the 1/sqrt(groups) of "bn"
+    partials = torch.from_numpy(unit).view(len(gallery), groups, -1)
+    combos = sorted({tuple(sorted(labels[r].items())) for r in gallery})
+    out = {}
+    for name, hidden in [("full", None)] + [(f"without_{g}", g) for g in model.group_names]:
+        unknown = set(model.group_attributes[hidden]) if hidden else set()
+        scores, relevant = [], []
+        for combo in combos:
+            query = {a: v for a, v in combo if a not in unknown}
+            scores.append(aps_scores(model, partials, query).numpy())
+            relevant.append([all(labels[r][a] == v for a, v in query.items()) for r in gallery])
+        result = retrieval_metrics(np.asarray(scores), np.asarray(relevant))
+        out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    partial = [v for k, v in out.items() if k != "full"]
+    out["partial_mean"] = {k: round(float(np.mean([p[k] for p in partial])), 4) for k in ("mAP", "rank1")}
     return out

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["pairwise_distance", "rank_metrics", "evaluate_protocol"]
+__all__ = [
+    "evaluate_protocol",
+    "label_based_mean_accuracy",
+    "pairwise_distance",
+    "rank_metrics",
+    "retrieval_metrics",
+]
 
 
 def rank_metrics(
@@ -94,3 +100,30 @@ def evaluate_protocol(
     out = rank_metrics(distmat, pids[q], pids[g], groups[q], groups[g], max_rank=max_rank)
     out["match"] = spec.match
     return out
+
+
+def label_based_mean_accuracy(truth: Sequence[str], predicted: Sequence[str]) -> float:
+    """mA of one attribute: the mean, over its values present in ``truth``, of the balanced
+    accuracy (true-positive rate + true-negative rate) / 2 of that value against the rest."""
+    truth, predicted = np.asarray(truth), np.asarray(predicted)
+    scores = []
+    for value in np.unique(truth):
+        positive = truth == value
+        tpr = float(np.mean(predicted[positive] == value))
+        tnr = float(np.mean(predicted[~positive] != value)) if (~positive).any() else 1.0
+        scores.append((tpr + tnr) / 2)
+    return float(np.mean(scores))
+
+
+def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray) -> dict:
+    """mAP and Rank-1 of ranking each row's gallery by ``scores`` (higher first); rows
+    with no relevant item are skipped."""
+    aps, top1 = [], []
+    for s, r in zip(np.asarray(scores), np.asarray(relevant, dtype=bool)):
+        if not r.any():
+            continue
+        hits = r[np.argsort(-s, kind="stable")]
+        positions = np.flatnonzero(hits) + 1.0
+        aps.append(float(np.mean(np.arange(1, len(positions) + 1) / positions)))
+        top1.append(float(hits[0]))
+    return {"mAP": float(np.mean(aps)), "rank1": float(np.mean(top1)), "queries": len(aps)}

@@ -11,12 +11,13 @@ frame, features mean-pooled over time, BNNeck, CE + triplet.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from .backbone import CLIPBackbone
 
-__all__ = ["CLIPReID", "FTCLIP", "build_model", "dataset_facts", "make_model"]
+__all__ = ["CLIPReID", "FTCLIP", "build_model", "dataset_facts", "make_model", "model_options"]
 
 TEMPLATE = "A photo of a {} person."
 
@@ -84,10 +85,10 @@ class FTCLIP(nn.Module):
         return self.head(pooled.view(n, t, -1).mean(1))
 
 
-MODELS = ("clip-reid", "ft-clip", "latex")
+MODELS = ("clip-reid", "ft-clip", "latex", "cerberus")
 
 
-def make_model(kind: str, backbone: CLIPBackbone, num_classes: int, **options) -> nn.Module:
+def make_model(kind: str, backbone: CLIPBackbone | None, num_classes: int, **options) -> nn.Module:
     """The ``kind`` model on ``backbone`` with ``num_classes`` train identities."""
     if kind == "clip-reid":
         return CLIPReID(backbone, num_classes, **options)
@@ -97,18 +98,50 @@ def make_model(kind: str, backbone: CLIPBackbone, num_classes: int, **options) -
         from .latex import LATex
 
         return LATex(backbone, num_classes, **options)
+    if kind == "cerberus":  # its own ResNet-50: no CLIP backbone
+        from .cerberus import Cerberus
+
+        return Cerberus(num_classes, **options)
     raise ValueError(f"unknown model {kind!r}: expected one of {', '.join(MODELS)}")
 
 
 def dataset_facts(data) -> dict:
-    """What a model needs from a converted dataset: train identities, attribute value counts."""
+    """What a model needs from a converted dataset: train identities, attribute values,
+    SID groups and, per SID, how many training persons have it (Cerberus's margins)."""
     schema = data.manifest.get("attributes")
-    return {
+    facts = {
         "num_classes": int(data.manifest["splits"]["train"]["ids"]),
         "attribute_classes": [len(a["values"]) for a in schema["attributes"]] if schema else None,
         "attribute_names": [a["name"] for a in schema["attributes"]] if schema else [],
         "attribute_values": [a["values"] for a in schema["attributes"]] if schema else [],
+        "groups": schema["groups"] if schema else [],
     }
+    if schema:
+        rows = [r for r in data.index.select(["split", "pid", "sid"]).to_pylist() if r["split"] == "train" and r["sid"]]
+        persons = {r["pid"]: r["sid"] for r in rows}
+        facts["persons"] = len(persons)
+        facts["sid_counts"] = {
+            g["name"]: np.bincount([s[g["name"]] for s in persons.values()], minlength=g["num_sids"]).tolist()
+            for g in schema["groups"]
+        }
+    return facts
+
+
+def model_options(kind: str, facts: dict, **options) -> dict:
+    """The constructor options a model takes from the dataset, plus ``options``."""
+    if kind == "latex":
+        return {"attribute_classes": facts["attribute_classes"], **options}
+    if kind == "cerberus":
+        if not facts["groups"]:
+            raise ValueError("Cerberus needs a dataset with attributes and SID groups (Market-1501, DukeMTMC-reID)")
+        return {
+            "groups": facts["groups"],
+            "attribute_values": dict(zip(facts["attribute_names"], facts["attribute_values"])),
+            "sid_counts": facts["sid_counts"],
+            "persons": facts["persons"],
+            **options,
+        }
+    return options
 
 
 def build_model(
@@ -124,7 +157,9 @@ def build_model(
 
     ``build_model("latex", dataset="shards/agreid-v2", backbone="ViT-B-16", prompts=128,
     shared_tokens=16)``: the identities and, for LATex, the attribute heads come from
-    the dataset's manifest (CARGO: no attribute heads).
+    the dataset's manifest (CARGO: no attribute heads). ``build_model("cerberus",
+    dataset="shards/market1501")``: its ResNet-50, SID prototypes and margins from the
+    attribute groups; ``pretrained`` is then a local torchvision ImageNet checkpoint.
     """
     from reiddata import ReidDataset, open_dataset
 
@@ -132,8 +167,8 @@ def build_model(
 
     data = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
     facts = dataset_facts(data)
-    if kind == "latex":
-        options.setdefault("attribute_classes", facts["attribute_classes"])
-    return make_model(
-        kind, build_clip(backbone, pretrained=pretrained, image_size=image_size), facts["num_classes"], **options
-    )
+    if kind == "cerberus":  # ResNet-50; ``pretrained``: a local torchvision ImageNet checkpoint
+        options = model_options(kind, facts, pretrained=pretrained, **options)
+        return make_model(kind, None, facts["num_classes"], **options)
+    backbone_model = build_clip(backbone, pretrained=pretrained, image_size=image_size)
+    return make_model(kind, backbone_model, facts["num_classes"], **model_options(kind, facts, **options))

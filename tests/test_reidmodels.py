@@ -162,7 +162,7 @@ def test_every_pipeline_recipe_is_a_valid_config():
     assert len(recipes) >= 6
     for recipe in recipes:
         config = load_config(TrainConfig, recipe, "train")
-        assert config.pretrained and config.backbone == "ViT-B-16"
+        assert config.pretrained and (config.backbone == "ViT-B-16" or config.model == "cerberus")
         assert load_config(EvalConfig, recipe, "evaluate").checkpoint == config.out
     with pytest.raises(ValueError, match="unknown keys \\['epoch'\\]"):
         load_config(TrainConfig, recipes[0], "train", epoch=3)

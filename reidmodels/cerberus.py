@@ -1,0 +1,235 @@
+"""Cerberus (Eom et al., "Cerberus: Attribute-based Person Re-identification Using Semantic
+IDs"): one model for person reID, attribute recognition (PAR) and attribute search (APS).
+
+- Backbone: ResNet-50 shared up to conv4_1 (``layer3[0]``); the rest of conv4 and
+  conv5 (stride 1) are duplicated into a global and a local branch (24x8x2048 maps for
+  384x128 input). GAP of the global map feeds the ``identity`` and ``carrying``
+  groups; the local map, aligned, is pooled in three horizontal parts for ``head``,
+  ``upper`` and ``lower``. Each group: FC + BN to a 512-d partial representation.
+- Alignment (parameter-free): heat map = channel L2 norm, max over each row, the rows
+  above sigma = 5 bound the person; that band is resized (bilinear) back to the full
+  height before the part pooling.
+- One learnable prototype (512-d, He-normal) per SID of every group, unseen SIDs
+  included (reiddata's SIDs index the full product of a group's values).
+- Losses: semantic guidance ``max(1 - m - cos(f, p_sid), 0)`` with the adaptive
+  margin ``m = log(alpha N_sid / N + beta)`` (alpha 0.4, beta 1.8; N_sid = training
+  persons with that SID, N = training persons); per group, identity CE and soft-margin
+  batch-hard triplet; the prototype-relation regulariser: for two prototypes of a
+  group whose SIDs differ in one attribute only, their difference should be the
+  difference of that attribute's learnable value vectors ``v_l`` (so every such pair
+  has the same residual). Weights: lambda_sem 5, lambda_id 1, lambda_reg 0.001.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import losses
+
+__all__ = ["Cerberus", "adaptive_margins", "align_rows"]
+
+GLOBAL_GROUPS = ("identity", "carrying")  # GAP of the global branch
+PART_GROUPS = ("head", "upper", "lower")  # top / middle / bottom of the aligned local branch
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # its ResNet-50's input statistics
+SIGMA = 5.0
+ALPHA, BETA = 0.4, 1.8
+LAMBDA_SEM, LAMBDA_ID, LAMBDA_REG = 5.0, 1.0, 0.001
+
+
+def adaptive_margins(counts: Sequence[int], persons: int, alpha: float = ALPHA, beta: float = BETA) -> torch.Tensor:
+    """``m = log(alpha * N_sid / N + beta)`` per SID: rare SIDs get a smaller margin."""
+    n = torch.as_tensor(counts, dtype=torch.float32)
+    return torch.log(alpha * n / max(persons, 1) + beta)
+
+
+def align_rows(feature: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
+    """The rows whose strongest activation (channel L2 norm, max across the row) exceeds
+    ``sigma``, resized back to the full height; maps with no such row stay as they are."""
+    n, c, h, w = feature.shape
+    heat = feature.norm(dim=1).amax(dim=2)  # (N, H)
+    out = []
+    for i in range(n):
+        rows = torch.nonzero(heat[i] > sigma).flatten()
+        if len(rows) == 0 or (rows[0] == 0 and rows[-1] == h - 1):
+            out.append(feature[i])
+            continue
+        band = feature[i : i + 1, :, int(rows[0]) : int(rows[-1]) + 1]
+        out.append(F.interpolate(band, size=(h, w), mode="bilinear", align_corners=False)[0])
+    return torch.stack(out)
+
+
+def _resnet50(pretrained: str | None) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.resnet50(weights=None)
+    if pretrained:
+        try:
+            state = torch.load(pretrained, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{pretrained}: no such ImageNet checkpoint; download torchvision's resnet50 weights "
+                "(resnet50-0676ba61.pth) where the network allows and pass the local path"
+            ) from None
+        model.load_state_dict(state)
+    return model
+
+
+class Cerberus(nn.Module):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        groups: Sequence[dict],
+        attribute_values: dict[str, list[str]],
+        sid_counts: dict[str, list[int]],
+        persons: int,
+        pretrained: str | None = None,
+        dim: int = 512,
+    ) -> None:
+        super().__init__()
+        names = [g["name"] for g in groups]
+        if sorted(names) != sorted(GLOBAL_GROUPS + PART_GROUPS):
+            raise ValueError(f"Cerberus needs the groups {GLOBAL_GROUPS + PART_GROUPS}, the dataset has {names}")
+        self.group_names = [n for n in GLOBAL_GROUPS + PART_GROUPS]
+        self.group_attributes = {g["name"]: list(g["attributes"]) for g in groups}
+        self.attribute_values = attribute_values
+        r = _resnet50(pretrained)
+        self.stem = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3[0])
+        r.layer4[0].conv2.stride, r.layer4[0].downsample[0].stride = (1, 1), (1, 1)  # keep 24x8 maps
+        rest = nn.Sequential(*r.layer3[1:], r.layer4)
+        self.global_branch, self.local_branch = rest, copy.deepcopy(rest)
+        self.embed = nn.ModuleDict(
+            {g: nn.Sequential(nn.Linear(2048, dim), nn.BatchNorm1d(dim)) for g in self.group_names}
+        )
+        self.classifiers = nn.ModuleDict({g: nn.Linear(dim, num_classes, bias=False) for g in self.group_names})
+        self.prototypes = nn.ParameterDict()
+        for g in self.group_names:
+            proto = torch.empty(len(sid_counts[g]), dim)
+            nn.init.kaiming_normal_(proto)
+            self.prototypes[g] = nn.Parameter(proto)
+            self.register_buffer(f"margin_{g}", adaptive_margins(sid_counts[g], persons))
+        self.values = nn.ParameterDict(  # v_l: one learnable vector per value of every attribute
+            {a: nn.Parameter(torch.zeros(len(v), dim)) for a, v in attribute_values.items()}
+        )
+        self._pairs = {g: self._one_step_pairs(g) for g in self.group_names}
+
+    # --- SIDs ---------------------------------------------------------------------
+
+    def _radices(self, group: str) -> list[int]:
+        return [len(self.attribute_values[a]) for a in self.group_attributes[group]]
+
+    def sid_digits(self, group: str, sid: int) -> list[int]:
+        """Value index per attribute of a group's SID (first attribute most significant)."""
+        digits = []
+        for radix in reversed(self._radices(group)):
+            sid, d = divmod(sid, radix)
+            digits.append(d)
+        return digits[::-1]
+
+    def _one_step_pairs(self, group: str) -> list[tuple[int, int, int, int, int]]:
+        """(sid_a, sid_b, attribute position, value of a, value of b) for SIDs differing in one attribute."""
+        radices = self._radices(group)
+        total = int(np.prod(radices))
+        pairs = []
+        for a in range(total):
+            da = self.sid_digits(group, a)
+            for pos, radix in enumerate(radices):
+                for v in range(da[pos] + 1, radix):
+                    db = list(da)
+                    db[pos] = v
+                    b = int(np.ravel_multi_index(db, radices))
+                    pairs.append((a, b, pos, da[pos], v))
+        return pairs
+
+    # --- forward --------------------------------------------------------------------
+
+    def forward(self, images: torch.Tensor) -> dict:
+        shared = self.stem(images)
+        g_map, l_map = self.global_branch(shared), align_rows(self.local_branch(shared))
+        pooled = {name: g_map.mean(dim=(2, 3)) for name in GLOBAL_GROUPS}
+        parts = torch.chunk(l_map, 3, dim=2)
+        pooled.update({name: part.mean(dim=(2, 3)) for name, part in zip(PART_GROUPS, parts)})
+        partial = {g: self.embed[g](pooled[g]) for g in self.group_names}
+        normalised = torch.stack([F.normalize(partial[g], dim=1) for g in self.group_names], dim=1)
+        # retrieval feature: the cosine of two of these = mean cosine over the five partials
+        return {
+            "partial": partial,
+            "logits": {g: self.classifiers[g](partial[g]) for g in self.group_names},
+            "bn": normalised.flatten(1) / math.sqrt(len(self.group_names)),
+        }
+
+    # --- losses -----------------------------------------------------------------------
+
+    def loss(self, out: dict, labels: torch.Tensor, sids: torch.Tensor) -> torch.Tensor:
+        """lambda_sem * semantic guidance + lambda_id * (CE + triplet per group) + lambda_reg * relations.
+
+        ``sids`` (N, groups) in ``group_names`` order; -1 where a sample has no attributes.
+        """
+        semantic, identification = 0.0, 0.0
+        for j, g in enumerate(self.group_names):
+            f = out["partial"][g].float()
+            identification = identification + losses.cross_entropy_smooth(out["logits"][g].float(), labels, 0.0)
+            identification = identification + losses.triplet_hard(f, labels, margin=None)
+            known = sids[:, j] >= 0
+            if known.any():
+                sid = sids[known, j]
+                cos = F.cosine_similarity(f[known], self.prototypes[g][sid].float(), dim=1)
+                margin = getattr(self, f"margin_{g}")[sid]
+                semantic = semantic + F.relu(1 - margin - cos).mean()
+        return LAMBDA_SEM * semantic + LAMBDA_ID * identification + LAMBDA_REG * self.relation_loss()
+
+    def relation_loss(self) -> torch.Tensor:
+        """Mean squared distance between each one-attribute prototype difference and the
+        difference of that attribute's value vectors."""
+        terms = []
+        for g in self.group_names:
+            if not self._pairs[g]:
+                continue
+            p = self.prototypes[g]
+            a, b, pos, va, vb = (torch.as_tensor(x, device=p.device) for x in zip(*self._pairs[g]))
+            target = torch.empty_like(p[a])
+            for k, attribute in enumerate(self.group_attributes[g]):
+                chosen = pos == k
+                values = self.values[attribute]
+                target[chosen] = values[vb[chosen]] - values[va[chosen]]
+            terms.append(((p[b] - p[a] - target) ** 2).sum(1).mean())
+        return torch.stack(terms).mean() if terms else torch.zeros(())
+
+    # --- attribute recognition and search ----------------------------------------------
+
+    @torch.no_grad()
+    def predict_sids(self, partial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """PAR: the nearest prototype (cosine) per group."""
+        return {
+            g: (F.normalize(partial[g].float(), dim=1) @ F.normalize(self.prototypes[g].float(), dim=1).T).argmax(1)
+            for g in self.group_names
+        }
+
+    def sid_attributes(self, group: str, sid: int) -> dict[str, str]:
+        digits = self.sid_digits(group, sid)
+        return {a: self.attribute_values[a][d] for a, d in zip(self.group_attributes[group], digits)}
+
+    def query_prototypes(self, query: dict[str, str]) -> dict[str, torch.Tensor]:
+        """APS: for every group the query says something about, the prototypes of the SIDs
+        consistent with it (all of them for an attribute left out)."""
+        out = {}
+        for g in self.group_names:
+            given = [a for a in self.group_attributes[g] if a in query]
+            if not given:
+                continue  # an unknown group does not take part in the score
+            radices = self._radices(g)
+            allowed = [
+                [self.attribute_values[a].index(query[a])] if a in query else list(range(r))
+                for a, r in zip(self.group_attributes[g], radices)
+            ]
+            sids = [int(np.ravel_multi_index(d, radices)) for d in itertools.product(*allowed)]
+            out[g] = self.prototypes[g][sids]
+        return out

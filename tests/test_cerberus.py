@@ -1,0 +1,139 @@
+"""Cerberus: margins, the prototype-relation regulariser, PAR, APS with partial queries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from reiddata import ShardDataset, open_dataset
+from reidmodels import build_model
+from reidmodels.cerberus import adaptive_margins, align_rows
+from reidmodels.engine import Collate, EvalConfig, TrainConfig, _inputs, aps_scores, evaluate, load_trained, train
+from reidmodels.evaluation import label_based_mean_accuracy, retrieval_metrics
+
+
+def test_adaptive_margin_formula():
+    margins = adaptive_margins([0, 5, 10], persons=10)
+    expected = [math.log(0.4 * n / 10 + 1.8) for n in (0, 5, 10)]
+    assert margins.tolist() == pytest.approx(expected)
+    assert margins[0] < margins[2]  # rarer SIDs get smaller margins
+
+
+def test_alignment_keeps_the_rows_above_sigma_resized_to_full_height():
+    feature = torch.zeros(1, 4, 12, 4)
+    feature[0, :, 3:9] = 10.0  # rows 3..8 hold the person
+    feature[0, 0, 3] = 20.0
+    aligned = align_rows(feature, sigma=5.0)
+    assert aligned.shape == feature.shape
+    assert float(aligned[0, 1].min()) > 5  # the background rows are gone
+    assert torch.equal(align_rows(torch.zeros(1, 4, 12, 4)), torch.zeros(1, 4, 12, 4))  # nothing above sigma
+
+
+def test_sid_prototypes_cover_every_sid_and_the_parameter_count(converted):
+    model = build_model("cerberus", dataset=converted("market1501"))
+    manifest_groups = {
+        g["name"]: g["num_sids"] for g in open_dataset(converted("market1501")).manifest["attributes"]["groups"]
+    }
+    assert {g: p.shape[0] for g, p in model.prototypes.items()} == manifest_groups  # unseen SIDs too
+    total = sum(p.numel() for p in model.parameters())
+    classifiers = sum(c.weight.numel() for c in model.classifiers.values())
+    values = sum(v.numel() for v in model.values.values())
+    prototypes = sum(p.numel() for p in model.prototypes.values())
+    # the paper's 49.3M: backbone + duplicated branch + five FC+BN heads, without the
+    # dataset-sized classifiers, prototypes and value vectors
+    assert total - classifiers - values - prototypes == pytest.approx(49.31e6, abs=0.01e6)
+
+
+def test_regulariser_gives_equal_residuals_for_pairs_differing_in_the_same_attribute(converted):
+    model = build_model("cerberus", dataset=converted("market1501"))
+    params = list(model.prototypes.parameters()) + list(model.values.parameters())
+    optimizer = torch.optim.Adam(params, lr=0.05)
+    first = float(model.relation_loss().detach())
+    for _ in range(400):
+        optimizer.zero_grad()
+        loss = model.relation_loss()
+        loss.backward()
+        optimizer.step()
+    assert float(model.relation_loss()) < 0.01 * first
+    # head = (hat, hair): SID = 2 * hat + hair. hat no->yes, with short hair and with long hair
+    assert model.group_attributes["head"] == ["hat", "hair"]
+    p = model.prototypes["head"].detach()
+    r_short, r_long = p[2] - p[0], p[3] - p[1]
+    assert torch.allclose(r_short, r_long, atol=0.05 * float(r_short.norm()))
+
+
+def test_mean_accuracy_and_retrieval_metrics():
+    assert label_based_mean_accuracy(["a", "a", "b", "b"], ["a", "b", "b", "b"]) == pytest.approx(
+        ((0.5 + 1.0) / 2 + (1.0 + 0.5) / 2) / 2
+    )
+    out = retrieval_metrics(np.array([[0.9, 0.1, 0.5]]), np.array([[False, True, True]]))
+    assert out == {"mAP": pytest.approx((1 / 2 + 2 / 3) / 2), "rank1": 0.0, "queries": 1}
+
+
+@pytest.fixture(scope="module")
+def trained(converted, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cerberus") / "run"
+    config = TrainConfig(
+        data=str(converted("market1501")),
+        out=str(out),
+        model="cerberus",
+        image_size=[128, 64],
+        p=4,
+        k=2,
+        epochs=30,
+        lr=3e-4,
+        optimizer="adam",
+        weight_decay=0.0,
+        workers=0,
+        device="cpu",
+    )
+    train(config)
+    return out
+
+
+def test_par_returns_valid_values_and_aps_ranks_partial_matches_first(converted, trained, tmp_path):
+    data = open_dataset(converted("market1501"))
+    model, _ = load_trained(trained, torch.device("cpu"))
+    values = model.attribute_values
+    for g in model.group_names:
+        for sid in range(model.prototypes[g].shape[0]):
+            assert all(v in values[a] for a, v in model.sid_attributes(g, sid).items())
+    # APS on the training images: a partial query (hair and gender, other groups unknown)
+    from reidmodels.engine import _to_uint8_tensor
+
+    train_set = ShardDataset(data, "train", decode="numpy", transform=_to_uint8_tensor((128, 64)))
+    batch = Collate()([train_set[i] for i in range(len(train_set))])
+    with torch.no_grad():
+        out = model(
+            _inputs(
+                batch,
+                torch.device("cpu"),
+                flip=False,
+                generator=None,
+                stats=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+            )
+        )
+    partials = torch.stack([torch.nn.functional.normalize(out["partial"][g], dim=1) for g in model.group_names], 1)
+    labels = [train_set.decoder(train_set.raw(i))["attributes"] for i in range(len(train_set))]
+    aps, chance = [], []
+    rng = np.random.default_rng(0)
+    for gender in ("male", "female"):
+        for hair in ("short", "long"):
+            query = {"gender": gender, "hair": hair}
+            relevant = np.array([a["gender"] == gender and a["hair"] == hair for a in labels])
+            if not relevant.any():
+                continue
+            aps.append(retrieval_metrics(aps_scores(model, partials, query)[None].numpy(), relevant[None])["mAP"])
+            chance.append(retrieval_metrics(rng.random((1, len(labels))), relevant[None])["mAP"])
+    assert np.mean(aps) > np.mean(chance) + 0.2
+    metrics = evaluate(
+        EvalConfig(
+            data=str(converted("market1501")), checkpoint=str(trained), out=str(tmp_path), workers=0, device="cpu"
+        )
+    )
+    assert 0 <= metrics["par"]["mA"] <= 1 and len(metrics["par"]["per_attribute"]) == 12
+    assert {"full", "partial_mean", "without_carrying"} <= set(metrics["aps"])
+    assert metrics["standard"]["queries"] > 0
