@@ -51,3 +51,11 @@ def converted(synth_tree, tmp_path_factory):
         return cache[key]
 
     return make
+
+
+def cpu_train_config(data: Path, out: Path, **options):
+    """A reidmodels TrainConfig for a quick CPU run: Adam, no weight decay, no workers."""
+    from reidmodels.engine import TrainConfig
+
+    base = {"optimizer": "adam", "weight_decay": 0.0, "workers": 0, "device": "cpu"}
+    return TrainConfig(data=str(data), out=str(out), **{**base, **options})

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import cpu_train_config
 
 from reiddata import ShardDataset, open_dataset
 from reidmodels import build_model
 from reidmodels.cerberus import adaptive_margins, align_rows
-from reidmodels.engine import Collate, EvalConfig, TrainConfig, _inputs, aps_scores, evaluate, load_trained, train
+from reidmodels.engine import Collate, EvalConfig, _inputs, aps_scores, evaluate, load_trained, train
 from reidmodels.evaluation import label_based_mean_accuracy, retrieval_metrics
 
 
@@ -76,19 +77,8 @@ def test_mean_accuracy_and_retrieval_metrics():
 @pytest.fixture(scope="module")
 def trained(converted, tmp_path_factory):
     out = tmp_path_factory.mktemp("cerberus") / "run"
-    config = TrainConfig(
-        data=str(converted("market1501")),
-        out=str(out),
-        model="cerberus",
-        image_size=[128, 64],
-        p=4,
-        k=2,
-        epochs=30,
-        lr=3e-4,
-        optimizer="adam",
-        weight_decay=0.0,
-        workers=0,
-        device="cpu",
+    config = cpu_train_config(
+        converted("market1501"), out, model="cerberus", image_size=[128, 64], p=4, k=2, epochs=20, lr=3e-4
     )
     train(config)
     return out

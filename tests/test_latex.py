@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
 
 import pytest
 import torch
+from conftest import cpu_train_config
 
 from reidmodels import build_model
 from reidmodels.backbone import TINY
@@ -64,9 +64,7 @@ def test_trainable_parameters_with_vit_b16_beside_the_papers_35_97m(converted):
 
 
 def _config(data, out, **kw) -> TrainConfig:
-    base = TrainConfig(
-        data=str(data),
-        out=str(out),
+    base = dict(
         model="latex",
         backbone=TINY,
         prompts=16,
@@ -75,17 +73,13 @@ def _config(data, out, **kw) -> TrainConfig:
         k=2,
         epochs=6,
         lr=1e-3,
-        optimizer="adam",
-        weight_decay=0.0,
-        workers=0,
-        device="cpu",
         max_steps_per_epoch=2,
         pad=4,
         random_erasing=0.5,
         warmup_epochs=1,
         cosine=True,
     )
-    return replace(base, **kw)
+    return cpu_train_config(data, out, **{**base, **kw})
 
 
 def test_tiny_latex_trains_and_evaluates_per_protocol_with_attribute_accuracy(converted, tmp_path):

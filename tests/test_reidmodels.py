@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from conftest import cpu_train_config
 
 from reidmodels import losses
 from reidmodels.backbone import TINY, build_clip
@@ -70,20 +70,8 @@ def test_losses_on_worked_examples():
 
 
 def _config(data, out, **kw) -> TrainConfig:
-    base = TrainConfig(
-        data=str(data),
-        out=str(out),
-        backbone=TINY,
-        p=3,
-        k=2,
-        stage1_epochs=1,
-        epochs=2,
-        lr=3e-4,
-        workers=0,
-        device="cpu",
-        max_steps_per_epoch=2,
-    )
-    return replace(base, **kw)
+    base = dict(backbone=TINY, p=3, k=2, stage1_epochs=1, epochs=2, lr=3e-4, max_steps_per_epoch=2)
+    return cpu_train_config(data, out, **{**base, **kw})
 
 
 def test_train_resume_and_evaluate_images(converted, tmp_path):
