@@ -32,7 +32,8 @@ from .errors import ReidDataError
 __all__ = ["IdentityBalancedSampler", "pk_batches"]
 
 
-def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
+def rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """The given rank and world size, else torch.distributed's, else (0, 1)."""
     if rank is not None and world_size is not None:
         return rank, world_size
     try:
@@ -66,7 +67,7 @@ class IdentityBalancedSampler:
     ) -> None:
         pids = np.asarray(pids)
         self.p, self.k, self.seed, self.epoch = p, k, seed, 0
-        self.rank, self.world_size = _distributed(rank, world_size)
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         if not 0 <= self.rank < self.world_size:
             raise ReidDataError(f"rank {self.rank} is outside world size {self.world_size}")
         identities = np.unique(pids)

@@ -28,7 +28,7 @@ import webdataset as wds
 
 from .errors import ReidDataError
 from .reader import ReidDataset, SampleDecoder, open_dataset
-from .samplers import _distributed
+from .samplers import rank_and_world
 
 __all__ = ["StreamingDataset"]
 
@@ -63,7 +63,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         self.dataset.rows(split)  # names the valid splits when this one does not exist
         self.split, self.shuffle, self.seed, self.epoch = split, shuffle, seed, 0
         self.node_split = node_split
-        self.rank, self.world_size = _distributed(rank, world_size)
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         self.shards = [(str(self.dataset.path / s["name"]), s["samples"]) for s in self._manifest_shards()]
         if self.world_size > 1 and not node_split:
             raise ReidDataError(

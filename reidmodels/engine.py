@@ -423,7 +423,8 @@ def _parameter_groups(model: nn.Module, stage: str, config: TrainConfig) -> list
             and not name.endswith("bottleneck_v.bias")
             and not name.endswith("bottleneck_t.bias")
         )
-    fast = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in slow)]
+    slow_ids = {id(p) for p in slow}
+    fast = [p for p in model.parameters() if p.requires_grad and id(p) not in slow_ids]
     groups = [{"params": fast, "lr": base, "initial_lr": base}]
     if slow:
         groups.append({"params": slow, "lr": config.backbone_lr, "initial_lr": config.backbone_lr})
