@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from .errors import ReidDataError, bad_input
+from .errors import ReidDataError, bad_input, integer_values
 
 __all__ = [
     "Attribute",
@@ -243,7 +243,7 @@ def read_attribute_file(path: Path, schema: AttributeSchema) -> AttributeTable:
             column = np.asarray(struct[0, 0][name]).ravel()
             if column.size != len(ids):
                 raise bad_input(path, f"{part}.{name} has {column.size} values for {len(ids)} identities")
-            codes[name] = column.astype(int)
+            codes[name] = integer_values(path, f"{part}.{name}", column)
         part_rows = {}
         for attribute in schema.attributes:
             allowed = attribute.valid_codes()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +67,8 @@ def _convert(args: argparse.Namespace) -> int:
         print("note: no attribute file found or given: converted without attributes")
     for reason, count in manifest["dropped"].items():
         print(f"dropped {count}: {reason}")
+    for reason, count in manifest["ignored"].items():
+        print(f"ignored {count}: {reason}")
     return 0
 
 
@@ -150,13 +154,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up exactly like Ctrl-C: partial outputs are removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="note: %(message)s", level=logging.WARNING)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.run(args))
     except ReidDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path we were given cannot be read or written: say which, no traceback
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was left half-written", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

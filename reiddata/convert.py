@@ -12,6 +12,9 @@ from . import video
 from ._version import __version__
 from .attributes import AttributeSchema, AttributeTable, read_attribute_file
 from .errors import ReidDataError, bad_input
+from .hf import write_dataset_card
+from .manifest import is_dataset
+from .output import atomic_output, check_output
 from .sources import Parsed, Protocol, Source, get_source
 from .writer import (
     FORMAT,
@@ -19,8 +22,8 @@ from .writer import (
     INDEX,
     Item,
     ShardPlan,
-    atomic_output,
     content_version,
+    manifest_digests,
     write_index,
     write_manifest,
     write_shards,
@@ -31,6 +34,7 @@ __all__ = ["convert", "DEFAULT_SHARD_SIZE", "find_attribute_file"]
 
 DEFAULT_SHARD_SIZE = 5000  # samples per shard: ~25-100 MB of person crops
 KEY_DIGITS = 7
+DATASET = "a reiddata dataset (a folder with our manifest.json)"
 STORAGES = ("jpeg", "video")
 
 
@@ -71,8 +75,8 @@ def _build_items(source: Source, parsed: Parsed, table: AttributeTable | None) -
     items = []
     for split in source.splits:
         for ordinal, record in enumerate(sorted(by_split[split], key=lambda r: r.path)):
-            attributes: dict[str, str] = {}
-            sid: dict[str, int] = {}
+            attributes: dict[str, str] | None = None  # null, not {}: readers type the field from any sample
+            sid: dict[str, int] | None = None
             if table is not None and schema is not None and record.attribute_id is not None:
                 part = record.attribute_part or split
                 attributes = table.lookup(part, record.attribute_id, image=record.path)
@@ -149,7 +153,8 @@ def index_row(meta: dict, with_attributes: bool, **placement: object) -> dict:
     return row
 
 
-def _split_summary(rows: list[dict], shards: list) -> dict:
+def split_summary(rows: list[dict], shards: list[dict]) -> dict:
+    """A split's manifest entry from its index rows and shard entries (``verify`` recomputes it)."""
     views = Counter(r["view"] for r in rows)
     return {
         "samples": len(rows),
@@ -157,11 +162,12 @@ def _split_summary(rows: list[dict], shards: list) -> dict:
         "cameras": sorted({r["camid"] for r in rows}),
         "views": dict(sorted(views.items())),
         "frames": sum(r.get("num_frames", 1) for r in rows),
-        "shards": [{"name": s.name, "samples": len(s.placed), "bytes": s.bytes, "sha256": s.sha256} for s in shards],
+        "shards": shards,
     }
 
 
-def _protocol_summary(protocols: Sequence[Protocol], rows: list[dict]) -> dict:
+def protocol_summary(protocols: Sequence[Protocol], rows: list[dict]) -> dict:
+    """The manifest's protocols from the index rows (``verify`` recomputes the counts)."""
     out = {}
     for protocol in protocols:
         sides = {}
@@ -205,15 +211,17 @@ def convert(
         raise ReidDataError(f"--store must be one of {', '.join(STORAGES)}, got {storage!r}")
     if storage == "video" and spec.kind != "video":
         raise ReidDataError(f"--store video is for tracklet sources; {spec.name} holds images")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise bad_input(out, "already exists", "pass --overwrite to replace it, or choose another output")
-    parsed = spec.parse(Path(root))
+    root, out = Path(root), Path(out)
+    attribute_inputs = [] if attributes is None else [Path(attributes)]
+    check_output(out, inputs=[root, *attribute_inputs], overwrite=overwrite, is_ours=is_dataset, what=DATASET)
+    parsed = spec.parse(root)
     table = _load_attributes(spec, parsed, attributes)
     items = _build_items(spec, parsed, table)
     plans = _plan(items, shard_size, decode_check, storage)
     protocols = parsed.protocols or spec.protocols
-    with atomic_output(out, overwrite=overwrite) as tmp:
+    with atomic_output(
+        out, overwrite=overwrite, inputs=[root, *attribute_inputs], is_ours=is_dataset, what=DATASET
+    ) as tmp:
         bar = _progress_bar(len(items), f"convert {spec.name}") if progress else None
         try:
             results = write_shards(tmp, plans, workers=workers, on_progress=bar.update if bar else None)
@@ -229,7 +237,9 @@ def convert(
         index_table = write_index(tmp / INDEX, rows, index_schema(spec, protocols, with_attributes))
         by_split = defaultdict(list)
         for result, plan in zip(results, plans):
-            by_split[plan.split].append(result)
+            by_split[plan.split].append(
+                {"name": result.name, "samples": len(result.placed), "bytes": result.bytes, "sha256": result.sha256}
+            )
         for split, shards in by_split.items():
             write_wids(tmp, split, shards, dataset=spec.name)
         manifest = {
@@ -239,7 +249,6 @@ def convert(
             "source": spec.name,
             "variant": parsed.variant,
             "reiddata_version": __version__,
-            "version": content_version({r.name: r.sha256 for r in results}, index_table),
             "options": {
                 "shard_size": shard_size,
                 "storage": storage if spec.kind == "video" else "jpeg",
@@ -251,10 +260,9 @@ def convert(
             "index": {"file": INDEX, "rows": len(rows)},
             "split_order": list(spec.splits),
             "splits": {
-                split: _split_summary([r for r in rows if r["split"] == split], by_split[split])
-                for split in spec.splits
+                split: split_summary([r for r in rows if r["split"] == split], by_split[split]) for split in spec.splits
             },
-            "protocols": _protocol_summary(protocols, rows),
+            "protocols": protocol_summary(protocols, rows),
             "protocol_order": [p.name for p in protocols],
             "camera_views": {str(c): v for c, v in sorted(spec.camera_views.items())},
             "attributes": None if table is None or spec.attributes is None else spec.attributes.to_json(),
@@ -263,6 +271,9 @@ def convert(
             "dropped": dict(sorted(parsed.dropped.items())),
             "ignored": dict(sorted(parsed.ignored.items())),
         }
+        manifest["digests"] = manifest_digests(manifest)
+        manifest["version"] = content_version({r.name: r.sha256 for r in results}, index_table, manifest["digests"])
+        write_dataset_card(tmp, manifest)
         write_manifest(tmp, manifest)  # last: its presence marks a complete dataset
     return manifest
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ReidDataError", "bad_input"]
+import numpy as np
+
+__all__ = ["ReidDataError", "bad_input", "integer_values"]
 
 
 class ReidDataError(Exception):
@@ -21,3 +23,22 @@ def bad_input(path: str | Path, rule: str, fix: str = "") -> ReidDataError:
     if fix:
         message += f"\n  fix: {fix}"
     return ReidDataError(message)
+
+
+def integer_values(path: str | Path, what: str, values: object) -> np.ndarray:
+    """``values`` (e.g. a ``.mat`` array) as int64, or an error: not numeric, not finite, or not whole.
+
+    ``astype(int)`` would turn 1.5 into 1 and fail on text with a traceback; a label
+    file that holds either is damaged, and reading it silently would mislabel data.
+    """
+    array = np.asarray(values)
+    if array.dtype == bool:
+        return array.astype(np.int64)
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise bad_input(path, f"{what} holds non-numeric values ({array.dtype})", "use the original file")
+    if np.issubdtype(array.dtype, np.floating):
+        whole = np.isfinite(array) & (array == np.round(array))
+        if not whole.all():
+            bad = array[~whole].ravel()[:3].tolist()
+            raise bad_input(path, f"{what} holds values that are not whole numbers: {bad}", "use the original file")
+    return array.astype(np.int64)

@@ -1,6 +1,13 @@
 """Export a split to a Hugging Face ``datasets.Dataset`` with typed columns.
 
-Columns: ``key``, ``pid``, ``label``, ``camid``, ``view``; ``image`` (an ``Image``
+``convert`` also writes a dataset card (``README.md``) beside the shards of an image
+dataset, so ``datasets.load_dataset(DATASET_DIR, split=...)`` reads the shards with
+declared types instead of types guessed from the first five samples (a gallery
+starting with distractors would lose every attribute). Tracklet datasets have a
+variable number of frame members per sample, which the webdataset builder cannot
+type: use ``to_hf_dataset`` for them.
+
+``to_hf_dataset`` columns: ``key``, ``pid``, ``label``, ``camid``, ``view``; ``image`` (an ``Image``
 feature holding the source JPEG bytes) or, for tracklets, ``frames`` (a sequence of
 ``Image``) and ``num_frames``; one ``ClassLabel`` column per attribute (its values in
 schema order; null for samples without attributes) and one ``sid_<group>`` integer
@@ -11,10 +18,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .reader import ReidDataset, ShardDataset, open_dataset
+if TYPE_CHECKING:
+    from .reader import ReidDataset
 
-__all__ = ["to_hf_dataset"]
+__all__ = ["dataset_card", "to_hf_dataset", "write_dataset_card"]
+
+CARD = "README.md"
 
 RESERVED = {"key", "pid", "label", "camid", "view", "image", "frames", "num_frames"}
 
@@ -59,6 +70,8 @@ def to_hf_dataset(dataset: ReidDataset | str | Path, split: str, *, cache_dir: s
     """The ``split`` as a ``datasets.Dataset`` (written to ``cache_dir`` or HF's cache)."""
     from datasets import Dataset
 
+    from .reader import ReidDataset, ShardDataset, open_dataset
+
     data = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
     reader = ShardDataset(data, split, decode=None)
     features = _features(data.manifest)
@@ -90,3 +103,70 @@ def to_hf_dataset(dataset: ReidDataset | str | Path, split: str, *, cache_dir: s
         gen_kwargs={},
         config_name=f"{data.manifest['source']}-{data.version}-{split}",
     )
+
+
+def _yaml_struct(fields: dict) -> list[dict]:
+    """HF card feature YAML: ``{"name": dtype | nested dict}`` -> ``[{name, dtype | struct}]``."""
+    out = []
+    for name, kind in fields.items():
+        out.append(
+            {"name": name, "struct": _yaml_struct(kind)} if isinstance(kind, dict) else {"name": name, "dtype": kind}
+        )
+    return out
+
+
+def card_features(manifest: dict) -> dict:
+    """The webdataset builder's columns for one image sample: ``__key__``, ``__url__``, ``jpg``, ``json``."""
+    meta = {
+        "key": "string",
+        "split": "string",
+        "pid": "int64",
+        "pid_raw": "string",
+        "label": "int64",
+        "camid": "int32",
+        "view": "string",
+        "roles": {name: "string" for name in manifest["protocol_order"]},
+        "source": "string",
+        "width": "int32",
+        "height": "int32",
+    }
+    schema = manifest.get("attributes")
+    if schema:
+        meta["attributes"] = {a["name"]: "string" for a in schema["attributes"]}
+        meta["sid"] = {g["name"]: "int32" for g in schema["groups"]}
+    return {"__key__": "string", "__url__": "string", "jpg": "image", "json": meta}
+
+
+def dataset_card(manifest: dict) -> str | None:
+    """The ``README.md`` card of an image dataset (YAML ``configs`` + ``dataset_info``); None for tracklets."""
+    import yaml
+
+    if manifest["kind"] != "image":
+        return None
+    splits = manifest["split_order"]
+    header = {
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"{s}-*.tar"} for s in splits],
+            }
+        ],
+        "dataset_info": {"features": _yaml_struct(card_features(manifest))},
+    }
+    counts = ", ".join(f"{s} {manifest['splits'][s]['samples']}" for s in splits)
+    return (
+        "---\n"
+        + yaml.safe_dump(header, sort_keys=False, default_flow_style=False)
+        + "---\n\n"
+        + f"# {manifest['source']} ({manifest['variant']}), reiddata version {manifest['version']}\n\n"
+        + f"Converted by reiddata: {counts} samples. Each sample is `KEY.jpg` (the source bytes) and\n"
+        + "`KEY.json` (pid, camid, view, protocol roles, attributes and SIDs; `null` where a sample has\n"
+        + "none). `manifest.json` holds the protocols, the attribute schema and the shard hashes.\n"
+        + "Read it with `datasets.load_dataset(THIS_FOLDER, split=...)`, webdataset, wids or reiddata.\n"
+    )
+
+
+def write_dataset_card(directory: Path, manifest: dict) -> None:
+    card = dataset_card(manifest)
+    if card is not None:
+        (Path(directory) / CARD).write_text(card)

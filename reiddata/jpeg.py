@@ -4,7 +4,7 @@ Decoding every image would dominate conversion time (a full decode costs far mor
 than copying the bytes), so ``convert`` checks structure instead: the start-of-image
 marker, a frame header (which gives width and height) and the end-of-image marker at
 the tail, which a truncated file lacks. ``convert --decode-check`` adds a full decode
-that also catches damage inside the compressed data.
+that also catches most damage inside the compressed data (see ``decode_check``).
 """
 
 from __future__ import annotations
@@ -59,9 +59,29 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
 
 
 def decode_check(data: bytes) -> None:
-    """Fully decode ``data``; :class:`JpegError` on any damage."""
+    """Fully decode ``data``; :class:`JpegError` on any damage libjpeg notices.
+
+    Pillow (and OpenCV) only *warn* when libjpeg meets corrupt entropy-coded data
+    ("premature end of data segment", "bad Huffman code") and return an image
+    anyway, so a damaged body passed Pillow's decode. simplejpeg drives
+    libjpeg-turbo with its warnings as errors (``strict=True``). Damage that leaves
+    a valid bit stream (a flipped bit inside a coefficient) decodes to other
+    pixels and no decoder can see it; ``benchmarks/decode_check.py`` measures the
+    catch rate. Grayscale and CMYK files, which simplejpeg does not convert, are
+    decoded by Pillow instead.
+    """
+    import simplejpeg
+
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError...
-        raise JpegError(f"does not decode ({exc})") from exc
+        simplejpeg.decode_jpeg(data, colorspace="rgb", strict=True)
+        return
+    except ValueError as exc:
+        message = str(exc)
+    if "colorspace" in message.lower() or "unsupported" in message.lower():
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+            return
+        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError...
+            message = str(exc)
+    raise JpegError(f"does not decode cleanly ({message})")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing
+import multiprocessing.context
 import os
 import zlib
 from collections.abc import Callable
@@ -22,12 +24,46 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ReidDataError, bad_input
-from .manifest import load_index, load_manifest
+from .manifest import load_index, load_manifest, shard_table
 from .temporal import sample_clips
 
-__all__ = ["ReidDataset", "SampleDecoder", "ShardDataset", "open_dataset", "read_members"]
+__all__ = ["ReidDataset", "SampleDecoder", "SharedEpoch", "ShardDataset", "open_dataset", "read_members"]
 
 BLOCK = 512
+MEMBER_EXTENSIONS = ("json", "jpg", "mp4")  # and NNNN.jpg, a tracklet's frames
+
+
+class SharedEpoch:
+    """An epoch number that DataLoader worker processes see change.
+
+    A worker holds a copy of the dataset made when it started, so with
+    ``persistent_workers=True`` a plain attribute set later in the main process
+    never reaches it, and every epoch would repeat epoch 0. The number lives in
+    shared memory instead (inherited by forked workers, handed to spawned and
+    forkserver workers as they start); pickled any other way it is a plain number.
+    """
+
+    def __init__(self, value: int = 0) -> None:
+        self._cell = multiprocessing.RawValue("q", value)
+
+    @property
+    def value(self) -> int:
+        return int(self._cell.value)
+
+    @value.setter
+    def value(self, epoch: int) -> None:
+        self._cell.value = int(epoch)
+
+    def __getstate__(self) -> dict:
+        if multiprocessing.context.get_spawning_popen() is not None:  # a worker process starting
+            return {"cell": self._cell}
+        return {"value": self.value}
+
+    def __setstate__(self, state: dict) -> None:
+        if "cell" in state:
+            self._cell = state["cell"]
+        else:
+            self._cell = multiprocessing.RawValue("q", state["value"])
 
 
 @dataclass(frozen=True)
@@ -42,21 +78,30 @@ class ProtocolView:
 
 
 class ReidDataset:
-    """A converted dataset on disk: manifest, index, splits, protocols (see ``open_dataset``)."""
+    """A converted dataset on disk: manifest, index, splits, protocols (see ``open_dataset``).
+
+    Opening checks what is cheap to check: the manifest's rules and digests, the
+    version against the shard hashes and index placement, every index byte range
+    against its shard, and every shard's size on disk against the manifest. Each
+    shard's identity on disk (device, inode) is recorded, so a dataset replaced
+    while a reader has it open is an error, never another version's samples.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.manifest = load_manifest(self.path)
-        self.index: pa.Table = load_index(self.path)
+        self.index: pa.Table = load_index(self.path, self.manifest)
         self.version: str = self.manifest["version"]
-        self.kind: str = self.manifest.get("kind", "image")
+        self.kind: str = self.manifest["kind"]
         self.splits: tuple[str, ...] = tuple(self.manifest["split_order"])
+        self.shards: dict[str, dict] = shard_table(self.manifest)
+        self.identities = {name: self._stat_shard(name) for name in self.shards}
         self._split = np.asarray(self.index.column("split").to_numpy(zero_copy_only=False))
         roles = self.index.column("roles").to_pylist()
         self.protocols: dict[str, ProtocolView] = {}
-        for name in self.manifest.get("protocol_order", sorted(self.manifest["protocols"])):
+        for name in self.manifest["protocol_order"]:
             info = self.manifest["protocols"][name]
-            column = np.asarray([r[name] for r in roles], dtype=object)
+            column = np.asarray([r.get(name) for r in roles], dtype=object)
             self.protocols[name] = ProtocolView(
                 name,
                 info["description"],
@@ -67,6 +112,41 @@ class ReidDataset:
 
     def __repr__(self) -> str:
         return f"ReidDataset({self.manifest['source']} {self.version}, {len(self.index)} samples, {self.path})"
+
+    def shard_path(self, name: str) -> Path:
+        """The file of shard ``name``: only names the manifest lists (validated), only inside the dataset."""
+        if name not in self.shards:
+            raise bad_input(self.path, f"{name!r} is not a shard of this dataset", "convert again")
+        return self.path / name
+
+    def _stat_shard(self, name: str) -> tuple[int, int]:
+        file = self.shard_path(name)
+        try:
+            st = os.stat(file)
+        except FileNotFoundError:
+            raise bad_input(file, "shard missing", "copy the whole dataset folder again") from None
+        expected = self.shards[name]["bytes"]
+        if st.st_size != expected:
+            raise bad_input(
+                file,
+                f"{st.st_size} bytes, the manifest says {expected}: the shard is truncated or changed",
+                "copy it again or convert again; `reiddata verify` checks every shard",
+            )
+        return st.st_dev, st.st_ino
+
+    def open_shard(self, name: str) -> int:
+        """A read-only descriptor of shard ``name``, checked to be the file that was opened with the dataset."""
+        file = self.shard_path(name)
+        fd = os.open(file, os.O_RDONLY)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != self.identities[name] or st.st_size != self.shards[name]["bytes"]:
+            os.close(fd)
+            raise bad_input(
+                file,
+                f"was replaced after the dataset {self.version} was opened (another conversion wrote here?)",
+                "open the dataset again; never convert over a dataset that is being read",
+            )
+        return fd
 
     def rows(self, split: str | None = None, *, protocol: str | None = None, side: str | None = None) -> np.ndarray:
         """Index row numbers of a split, or of one side ("query" | "gallery") of a protocol."""
@@ -82,26 +162,27 @@ class ReidDataset:
             raise ReidDataError(f"side must be 'query' or 'gallery', got {side!r}")
         return getattr(self.protocols[protocol], side)  # type: ignore[arg-type]
 
+    def split_shards(self, split: str) -> list[dict]:
+        """The manifest entries (name, samples, bytes, sha256) of a split's shards, in order."""
+        self.rows(split)
+        return self.manifest["splits"][split]["shards"]
+
     def check_shards(self) -> None:
         """Recompute every shard's sha256 against the manifest; raise naming the first bad one."""
-        for split in self.splits:
-            for shard in self.manifest["splits"][split]["shards"]:
-                file = self.path / shard["name"]
-                if not file.is_file():
-                    raise bad_input(file, "shard missing", "copy the whole dataset folder again")
-                digest = hashlib.sha256()
-                with file.open("rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-                if digest.hexdigest() != shard["sha256"]:
-                    raise bad_input(
-                        file, "sha256 differs from the manifest: the shard is damaged", "copy it again or convert again"
-                    )
+        for name, shard in self.shards.items():
+            file = self.shard_path(name)
+            digest = hashlib.sha256()
+            with file.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != shard["sha256"]:
+                raise bad_input(
+                    file, "sha256 differs from the manifest: the shard is damaged", "copy it again or convert again"
+                )
 
     def shard_urls(self, split: str) -> list[str]:
         """Paths of a split's shards, in order (for webdataset, wids or any tar reader)."""
-        self.rows(split)
-        return [str(self.path / s["name"]) for s in self.manifest["splits"][split]["shards"]]
+        return [str(self.shard_path(s["name"])) for s in self.split_shards(split)]
 
 
 def open_dataset(path: str | Path) -> ReidDataset:
@@ -109,19 +190,41 @@ def open_dataset(path: str | Path) -> ReidDataset:
     return ReidDataset(Path(path))
 
 
-def read_members(data: bytes) -> dict[str, bytes]:
-    """The members of one sample's tar byte range, by extension (``jpg``, ``0000.jpg``, ``json``...)."""
+def _header_ok(header: bytes) -> bool:
+    """Whether a tar header's checksum (bytes 148-155, counted as spaces) matches its bytes."""
+    try:
+        stored = int(header[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return stored == sum(header[:148]) + 8 * 32 + sum(header[156:])
+
+
+def read_members(data: bytes, key: str | None = None) -> dict[str, bytes]:
+    """The members of one sample's tar byte range, by extension (``jpg``, ``0000.jpg``, ``json``...).
+
+    Raises ``ValueError`` on a damaged header, a member running past the range, a
+    member of another sample than ``key`` (when given), or no members at all.
+    """
     out = {}
     pos = 0
     while pos + BLOCK <= len(data):
         header = data[pos : pos + BLOCK]
         if not header.strip(b"\0"):
             break
-        name = header[:100].split(b"\0", 1)[0].decode("ascii")
+        if not _header_ok(header):
+            raise ValueError(f"damaged tar header at byte {pos} of the sample")
+        name = header[:100].split(b"\0", 1)[0].decode("ascii", "replace")
         size = int(header[124:136].split(b"\0", 1)[0] or b"0", 8)
+        member_key, _, ext = name.partition(".")
+        if key is not None and member_key != key:
+            raise ValueError(f"holds member {name!r} where the index places sample {key!r}")
         start = pos + BLOCK
-        out[name.partition(".")[2]] = data[start : start + size]
+        if start + size > len(data):
+            raise ValueError(f"member {name!r} runs past the sample's byte range")
+        out[ext] = data[start : start + size]
         pos = start + size + (-size % BLOCK)
+    if "json" not in out:
+        raise ValueError("no KEY.json member in the sample's byte range")
     return out
 
 
@@ -159,7 +262,16 @@ class SampleDecoder:
         if decode not in ("pil", "numpy", None):
             raise ReidDataError(f"decode must be 'pil', 'numpy' or None, got {decode!r}")
         self.transform, self.decode, self.train = transform, decode, train
-        self.clip_mode, self.clip_length, self.seed, self.epoch = clip_mode, clip_length, seed, 0
+        self.clip_mode, self.clip_length, self.seed = clip_mode, clip_length, seed
+        self.shared_epoch = SharedEpoch()  # set_epoch in the main process reaches persistent workers
+
+    @property
+    def epoch(self) -> int:
+        return self.shared_epoch.value
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self.shared_epoch.value = epoch
 
     def __call__(self, members: dict[str, bytes]) -> dict:
         meta = json.loads(members["json"])
@@ -249,24 +361,38 @@ class ShardDataset:
         return len(self.rows)
 
     def set_epoch(self, epoch: int) -> None:
-        """Tracklets: train clips differ per epoch (call it where you call the sampler's)."""
+        """Tracklets: train clips differ per epoch (call it where you call the sampler's).
+
+        It reaches DataLoader workers, persistent ones included.
+        """
         self.decoder.epoch = epoch
 
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _files={}, _pid_of_files=-1)  # descriptors do not travel
+
     def _fd(self, shard: str) -> int:
-        if self._pid_of_files != os.getpid():  # DataLoader workers: descriptors are not shared
+        if self._pid_of_files != os.getpid():  # a forked worker opens its own descriptors
             self._files, self._pid_of_files = {}, os.getpid()
         fd = self._files.get(shard)
         if fd is None:
-            fd = self._files[shard] = os.open(self.dataset.path / shard, os.O_RDONLY)
+            fd = self._files[shard] = self.dataset.open_shard(shard)
         return fd
 
     def raw(self, i: int) -> dict[str, bytes]:
-        """The members of item ``i`` by extension (one ``pread`` of its byte range)."""
+        """The members of item ``i`` by extension (one ``pread`` of its byte range), checked to be its sample."""
         c = self._columns
-        data = os.pread(self._fd(c["shard"][i]), c["size"][i], c["offset"][i])
-        if len(data) != c["size"][i]:
-            raise bad_input(self.dataset.path / c["shard"][i], "shard is shorter than its index says", "convert again")
-        return read_members(data)
+        shard, size, key = c["shard"][i], c["size"][i], self.keys[i]
+        data = os.pread(self._fd(shard), size, c["offset"][i])
+        try:
+            if len(data) != size:
+                raise ValueError(f"the shard ends before the {size} bytes the index gives")
+            return read_members(data, key)
+        except ValueError as exc:
+            raise bad_input(
+                self.dataset.shard_path(shard),
+                f"sample {key} of dataset {self.dataset.version}: {exc}",
+                "run `reiddata verify`; copy the dataset again or convert again",
+            ) from None
 
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < len(self.rows):

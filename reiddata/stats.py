@@ -64,7 +64,7 @@ def _tracklet_stats(rows: dict, split_order: list[str]) -> dict:
 def dataset_stats(path: Path) -> dict:
     """Counts per split, view and protocol; image sizes by view; attributes and SIDs."""
     manifest = load_manifest(Path(path))
-    rows = load_index(Path(path)).to_pydict()
+    rows = load_index(Path(path), manifest).to_pydict()
     n = len(rows["key"])
     split = np.asarray(rows["split"])
     view = np.asarray(rows["view"])

@@ -1,36 +1,77 @@
-"""Streaming a split's shards with webdataset: node and worker splitting, per-epoch
-shuffling, an exact epoch length.
+"""Streaming a split with webdataset: sample-level rank split, per-epoch shuffling, exact lengths.
 
-Each epoch, the split's shards are put in an order seeded by ``(seed, epoch)``, the
-same on every rank; rank r takes shards r, r + W, ... of it (node split) and its
-DataLoader workers share those out the same way. Samples are read sequentially
-(webdataset's ``tarfile_to_samples``) and shuffled in a buffer seeded by ``(seed,
-epoch, rank, worker)``.
+Each epoch the split's shards are put in an order seeded by ``(seed, epoch)``, the
+same on every rank, and their samples form one sequence of N. Rank r of W reads
+positions ``[r * N // W, (r + 1) * N // W)`` of it: every rank the same count
+(``len(ds) == N // W``), disjoint, and together all but at most ``W - 1`` samples
+(which change from epoch to epoch). A rank's range crosses shard boundaries: it
+reads byte ranges of shards, starting at the index's byte offset of its first
+sample, never the samples before it. DataLoader workers split the rank's range the
+same way. Samples are shuffled in a buffer seeded by ``(seed, epoch, rank, worker)``.
 
-Exact length: every rank yields the same number of samples per epoch, ``len(ds)``:
-the sum of the ``S // W`` smallest shards of the split (S shards, W ranks), which any
-rank's share reaches whatever the order. A rank holding more stops there; the
-samples it leaves out change from epoch to epoch, and nothing is ever repeated. With
-one rank the length is the whole split. Running on several ranks without the node
-split would give every rank every sample: that is refused.
+Reliability: every byte range is parsed by webdataset's tar expander from a file we
+open ourselves (no URL handler, no ``pipe:``), and must yield exactly the samples
+the index places there, in order; a shard that ends early, a damaged header, or a
+shard replaced by another version is an error naming the dataset and the shard.
 """
 
 from __future__ import annotations
 
+import io
 import itertools
+import os
 import random
+import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch.utils.data
 import webdataset as wds
 
-from .errors import ReidDataError
+from .errors import ReidDataError, bad_input
 from .reader import ReidDataset, SampleDecoder, open_dataset
 from .samplers import rank_and_world
 
 __all__ = ["StreamingDataset"]
+
+MIN_COVERAGE = 0.9  # below this share of a split per epoch, say so
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive samples of one shard: their byte range and keys, in order."""
+
+    shard: str
+    start: int
+    end: int
+    keys: tuple[str, ...]
+
+
+class _Range(io.RawIOBase):
+    """A read-only view of ``length`` bytes of a binary file, from where it stands."""
+
+    def __init__(self, file: io.BufferedReader, length: int) -> None:
+        self.file, self.left = file, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.left)
+        data = self.file.read(n)
+        buffer[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+
+def _split_range(start: int, stop: int, parts: int, part: int) -> tuple[int, int]:
+    """Part ``part`` of ``parts`` nearly equal consecutive pieces of ``[start, stop)``."""
+    n = stop - start
+    size, extra = divmod(n, parts)
+    first = start + part * size + min(part, extra)
+    return first, first + size + (part < extra)
 
 
 class StreamingDataset(torch.utils.data.IterableDataset):
@@ -38,8 +79,8 @@ class StreamingDataset(torch.utils.data.IterableDataset):
 
     Yields the same dicts as :class:`reiddata.ShardDataset` (see
     :class:`reiddata.reader.SampleDecoder` for ``decode``, ``transform`` and clips).
-    ``shuffle`` is the buffer size (0: shard order only, samples in shard order).
-    Call :meth:`set_epoch` before each epoch.
+    ``shuffle`` is the buffer size (0: the epoch's shard order, samples in shard
+    order). Call :meth:`set_epoch` before each epoch; it reaches persistent workers.
     """
 
     def __init__(
@@ -60,21 +101,26 @@ class StreamingDataset(torch.utils.data.IterableDataset):
     ) -> None:
         super().__init__()
         self.dataset = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
-        self.dataset.rows(split)  # names the valid splits when this one does not exist
-        self.split, self.shuffle, self.seed, self.epoch = split, shuffle, seed, 0
-        self.node_split = node_split
+        self.split, self.shuffle, self.seed = split, shuffle, seed
         self.rank, self.world_size = rank_and_world(rank, world_size)
-        self.shards = [(str(self.dataset.path / s["name"]), s["samples"]) for s in self._manifest_shards()]
         if self.world_size > 1 and not node_split:
             raise ReidDataError(
                 f"{self.world_size} ranks without node_split would each read every sample of {split!r} "
                 "(duplicated data)",
             )
-        if self.node_split and len(self.shards) < self.world_size:
-            raise ReidDataError(
-                f"{split!r} has {len(self.shards)} shards for {self.world_size} ranks: every rank needs one; "
-                "convert again with a smaller --shard-size"
+        self.shards = [s["name"] for s in self.dataset.split_shards(split)]
+        self._rows = self._shard_rows()
+        self.total = sum(len(keys) for _, _, keys in self._rows.values())
+        world = self.world_size if node_split else 1
+        self.length = self.total // world
+        self.coverage = self.length * world / self.total
+        if self.coverage < MIN_COVERAGE:
+            warnings.warn(
+                f"{self.dataset.path} {split}: {world} ranks read {self.coverage:.0%} of its {self.total} samples "
+                f"per epoch (each rank {self.length}); use fewer ranks for so small a split",
+                stacklevel=2,
             )
+        self.world = world
         self.decoder = SampleDecoder(
             transform=transform,
             decode=decode,
@@ -83,45 +129,94 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             clip_length=clip_length,
             seed=seed,
         )
-        world = self.world_size if node_split else 1
-        sizes = sorted(n for _, n in self.shards)
-        self.length = sum(sizes[: len(sizes) // world])
 
-    def _manifest_shards(self) -> list[dict]:
-        return self.dataset.manifest["splits"][self.split]["shards"]
+    def _shard_rows(self) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+        """Shard -> (offsets, sizes, keys) of its samples in file order, from the index."""
+        index = self.dataset.index
+        rows = self.dataset.rows(self.split)
+        shard = index.column("shard").to_numpy(zero_copy_only=False)[rows]
+        offset = index.column("offset").to_numpy()[rows]
+        size = index.column("size").to_numpy()[rows]
+        keys = np.asarray(index.column("key").to_numpy(zero_copy_only=False))[rows]
+        out = {}
+        for name in self.shards:
+            mine = np.flatnonzero(shard == name)
+            mine = mine[np.argsort(offset[mine], kind="stable")]
+            out[name] = (offset[mine], size[mine], keys[mine].tolist())
+        return out
 
     def __len__(self) -> int:
         return self.length
 
+    @property
+    def epoch(self) -> int:
+        return self.decoder.epoch
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
         self.decoder.epoch = epoch
 
-    def _mine(self, worker: int, workers: int) -> tuple[list[str], int]:
-        """This worker's shard urls and how many samples it yields this epoch."""
+    def segments(self, worker: int = 0, workers: int = 1) -> list[Segment]:
+        """The byte ranges this rank's ``worker`` reads this epoch, in order."""
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
-        world = self.world_size if self.node_split else 1
-        rank_shards = [self.shards[j] for j in order[self.rank :: world]]
-        split = [rank_shards[w::workers] for w in range(workers)]
-        available = [sum(n for _, n in shards) for shards in split]
-        excess = sum(available) - self.length
-        quotas = list(available)
-        for w in reversed(range(workers)):  # the same cut on every worker: all know all counts
-            cut = min(excess, quotas[w])
-            quotas[w] -= cut
-            excess -= cut
-        return [url for url, _ in split[worker]], quotas[worker]
+        start, stop = self.rank * self.length, (self.rank + 1) * self.length
+        start, stop = _split_range(start, stop, workers, worker)
+        out, position = [], 0
+        for j in order.tolist():
+            name = self.shards[j]
+            offsets, sizes, keys = self._rows[name]
+            first, last = max(start - position, 0), min(stop - position, len(keys))
+            if first < last:
+                end = int(offsets[last - 1] + sizes[last - 1])
+                out.append(Segment(name, int(offsets[first]), end, tuple(keys[first:last])))
+            position += len(keys)
+        return out
+
+    def _samples(self, segment: Segment) -> Iterator[dict]:
+        """The samples of one byte range, checked one by one against the index."""
+        file = self.dataset.shard_path(segment.shard)
+        where = f"dataset {self.dataset.version}"
+        with os.fdopen(self.dataset.open_shard(segment.shard), "rb", buffering=1 << 20) as f:
+            f.seek(segment.start)
+            stream = io.BufferedReader(_Range(f, segment.end - segment.start), 1 << 20)
+            members = wds.tariterators.tar_file_expander([{"url": str(file), "stream": stream}])
+            count = 0
+            try:
+                for sample in wds.tariterators.group_by_keys(members):
+                    expected = segment.keys[count] if count < len(segment.keys) else None
+                    if sample["__key__"] != expected:
+                        raise bad_input(
+                            file,
+                            f"{where}: holds sample {sample['__key__']!r} where the index "
+                            f"places {expected!r} (the shard was changed or replaced)",
+                            "run `reiddata verify`",
+                        )
+                    count += 1
+                    yield {k: v for k, v in sample.items() if not k.startswith("__")}
+            except ReidDataError:
+                raise
+            except Exception as exc:  # tarfile and webdataset raise several types on damaged bytes
+                raise bad_input(
+                    file,
+                    f"{where}: damaged tar data after {count} samples ({exc})",
+                    "run `reiddata verify`; copy the shard again",
+                ) from None
+            if count != len(segment.keys):
+                raise bad_input(
+                    file,
+                    f"{where}: ended after {count} of the {len(segment.keys)} samples the index "
+                    f"places there (damaged header or truncated shard)",
+                    "run `reiddata verify`",
+                )
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        urls, quota = self._mine(worker, workers)
-        if not urls or quota == 0:
-            return iter(())
-        pipeline = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())
-        rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}")
-        samples = _shuffled(iter(pipeline), self.shuffle, rng) if self.shuffle else iter(pipeline)
-        return (self.decoder(s) for s in itertools.islice(samples, quota))
+        segments = self.segments(worker, workers)
+        samples = itertools.chain.from_iterable(self._samples(s) for s in segments)
+        if self.shuffle:
+            rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}")
+            samples = _shuffled(samples, self.shuffle, rng)
+        return (self.decoder(s) for s in samples)
 
 
 def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:

@@ -1,4 +1,17 @@
-"""``reiddata verify``: recompute hashes and counts, and check the index against the shards."""
+"""``reiddata verify``: every byte and every stated fact of a dataset, checked.
+
+What it checks, naming the file or the manifest field that is wrong:
+- the manifest's rules (shard names, version, protocols), and each of its fields
+  against the digest taken at conversion (an edited count, protocol, match rule,
+  camera->view map, attribute schema or dropped count is named);
+- the version against the shard hashes, the index placement and those digests;
+- the counts the manifest states, recomputed from the index (samples, ids, cameras,
+  views and frames per split; query/gallery counts per protocol), and every index
+  row's view against the camera->view map;
+- every shard's size and sha256, every sample's ``KEY.json`` against its index row
+  and its byte range;
+- the wids shard lists and the dataset card, regenerated from the manifest.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +21,13 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
-from .convert import index_row
-from .manifest import load_index, load_manifest
-from .writer import INDEX, content_version
+import pyarrow.parquet as pq
+
+from .convert import index_row, protocol_summary, split_summary
+from .hf import CARD, dataset_card
+from .manifest import index_problems, load_manifest, meaning_problems, shard_table
+from .sources import Protocol
+from .writer import INDEX, wids_bytes
 
 __all__ = ["verify"]
 
@@ -33,51 +50,99 @@ def _index_copy(meta: dict, row: dict) -> bool:
 def _check_shard(file: Path, rows: dict[str, dict]) -> list[str]:
     """Each sample's JSON member equals its index row, and its byte range holds it."""
     problems = []
-    seen = set()
-    with tarfile.open(file) as tar:
-        for member in tar:
-            key, _, ext = member.name.partition(".")
-            if ext != "json":
-                continue
-            seen.add(key)
-            meta = json.loads(tar.extractfile(member).read())
-            row = rows.get(key)
-            if row is None:
-                problems.append(f"{file}: sample {key} is not in the index")
-            elif not _index_copy(meta, row):
-                problems.append(f"{file}: index row of {key} differs from its {member.name}")
-    for key in sorted(set(rows) - seen):
+    starts: dict[str, int] = {}  # key -> byte offset of its first member
+    try:
+        with tarfile.open(file) as tar:
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                starts.setdefault(key, member.offset)
+                if ext != "json":
+                    continue
+                meta = json.loads(tar.extractfile(member).read())
+                row = rows.get(key)
+                if row is None:
+                    problems.append(f"{file}: sample {key} is not in the index")
+                elif not _index_copy(meta, row):
+                    problems.append(f"{file}: index row of {key} differs from its {member.name}")
+                elif starts[key] != row["offset"]:
+                    problems.append(f"{file}: {key} starts at byte {starts[key]}, the index says {row['offset']}")
+    except (tarfile.TarError, ValueError) as exc:
+        return [f"{file}: not a readable tar ({exc})"]
+    for key in sorted(set(rows) - set(starts)):
         problems.append(f"{file}: index lists {key}, the shard does not hold it")
+    return problems
+
+
+def _stated_counts(manifest: dict, rows: list[dict]) -> list[str]:
+    """Counts the manifest states that the index does not give (names the field)."""
+    problems = []
+    for split in manifest["split_order"]:
+        stated = manifest["splits"][split]
+        found = split_summary([r for r in rows if r["split"] == split], stated["shards"])
+        problems += [
+            f"manifest splits.{split}.{k}: {stated.get(k)!r}, the index gives {v!r}"
+            for k, v in found.items()
+            if stated.get(k) != v
+        ]
+    protocols = [
+        Protocol(name, info.get("description", ""), info["match"]) for name, info in manifest["protocols"].items()
+    ]
+    found = protocol_summary(protocols, rows)
+    for name, summary in found.items():
+        for side in ("query", "gallery"):
+            stated = manifest["protocols"][name].get(side)
+            if stated != summary[side]:
+                problems.append(f"manifest protocols.{name}.{side}: {stated!r}, the index gives {summary[side]!r}")
+    views = manifest.get("camera_views", {})
+    wrong = sorted({(r["camid"], r["view"]) for r in rows if views.get(str(r["camid"])) != r["view"]})
+    problems += [f"manifest camera_views: camera {c} is {views.get(str(c))!r}, samples say {v!r}" for c, v in wrong]
+    return problems
+
+
+def _derived_files(path: Path, manifest: dict) -> list[str]:
+    """The wids lists and the dataset card must be what the manifest gives."""
+    problems = []
+    for split in manifest["split_order"]:
+        file = path / f"{split}.wids.json"
+        expected = wids_bytes(split, manifest["splits"][split]["shards"], dataset=manifest["source"])
+        if not file.is_file() or file.read_bytes() != expected:
+            problems.append(f"{file}: differs from the shard list of the manifest")
+    card = dataset_card(manifest)
+    if card is not None and (not (path / CARD).is_file() or (path / CARD).read_text() != card):
+        problems.append(f"{path / CARD}: differs from the card the manifest gives")
     return problems
 
 
 def verify(path: Path) -> list[str]:
     """Problems found in the dataset at ``path`` (empty when it matches its manifest)."""
     path = Path(path)
-    manifest = load_manifest(path)
-    problems = []
-    index = load_index(path)
-    hashes = {s["name"]: s["sha256"] for split in manifest["splits"].values() for s in split["shards"]}
-    if content_version(hashes, index) != manifest["version"]:
-        problems.append(f"{path / INDEX}: its content does not give the manifest's version {manifest['version']}")
+    manifest = load_manifest(path)  # raises on a manifest that breaks the format's rules
+    file = path / INDEX
+    if not file.is_file():
+        return [f"{file}: index missing"]
+    index = pq.read_table(file)
+    problems = index_problems(index, manifest)
+    if problems:
+        return [f"{path}: {p}" for p in problems]
+    problems = [f"{path / 'manifest.json'}: {p}" for p in meaning_problems(manifest, index)]
+    rows = index.to_pylist()
+    problems += [f"{path / 'manifest.json'}: {p}" for p in _stated_counts(manifest, rows)]
+    problems += _derived_files(path, manifest)
     by_shard: dict[str, dict[str, dict]] = defaultdict(dict)
-    for row in index.to_pylist():
+    for row in rows:
         by_shard[row["shard"]][row["key"]] = row
-    for summary in manifest["splits"].values():
-        for shard in summary["shards"]:
-            file = path / shard["name"]
-            rows = by_shard.pop(shard["name"], {})
-            if not file.is_file():
-                problems.append(f"{file}: shard missing")
-                continue
-            if file.stat().st_size != shard["bytes"]:
-                problems.append(f"{file}: {file.stat().st_size} bytes, manifest says {shard['bytes']}")
-            if _sha256(file) != shard["sha256"]:
-                problems.append(f"{file}: sha256 differs from the manifest (the shard was changed or damaged)")
-                continue
-            if len(rows) != shard["samples"]:
-                problems.append(f"{file}: {len(rows)} samples in the index, manifest says {shard['samples']}")
-            problems += _check_shard(file, rows)
-    for name in sorted(by_shard):
-        problems.append(f"{path / name}: in the index but not in the manifest")
+    for name, shard in shard_table(manifest).items():
+        file = path / name
+        rows_here = by_shard.pop(name, {})
+        if not file.is_file():
+            problems.append(f"{file}: shard missing")
+            continue
+        if file.stat().st_size != shard["bytes"]:
+            problems.append(f"{file}: {file.stat().st_size} bytes, manifest says {shard['bytes']}")
+        if _sha256(file) != shard["sha256"]:
+            problems.append(f"{file}: sha256 differs from the manifest (the shard was changed or damaged)")
+            continue
+        if len(rows_here) != shard["samples"]:
+            problems.append(f"{file}: {len(rows_here)} samples in the index, manifest says {shard['samples']}")
+        problems += _check_shard(file, rows_here)
     return problems

@@ -12,10 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
-import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +28,13 @@ __all__ = [
     "FORMAT_VERSION",
     "Item",
     "ShardPlan",
-    "atomic_output",
     "canonical_json",
     "content_version",
     "write_shards",
 ]
 
 FORMAT = "reiddata-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: null attributes, manifest digests in the version, dataset card
 MANIFEST = "manifest.json"
 INDEX = "index.parquet"
 
@@ -108,6 +104,10 @@ def _read_image(path: str, check_decode: bool) -> tuple[bytes, int, int]:
             data = f.read()
     except FileNotFoundError:
         raise bad_input(path, "image listed by the source is missing", "restore the file or fix the list") from None
+    except IsADirectoryError:
+        raise bad_input(path, "is a folder where the source lists an image", "fix the list or the tree") from None
+    except OSError as exc:
+        raise bad_input(path, f"cannot read the image ({exc.strerror or exc})") from None
     try:
         width, height = jpeg_size(data)
         if check_decode:
@@ -191,15 +191,20 @@ def write_index(path: Path, rows: list[dict], schema: pa.Schema) -> pa.Table:
     return table
 
 
-def write_wids(directory: Path, split: str, shards: list[ShardResult], *, dataset: str) -> None:
+def write_wids(directory: Path, split: str, shards: Sequence[Mapping], *, dataset: str) -> None:
     """The split's wids shard list (``wids.ShardListDataset("<split>.wids.json")``)."""
+    (directory / f"{split}.wids.json").write_bytes(wids_bytes(split, shards, dataset=dataset))
+
+
+def wids_bytes(split: str, shards: Sequence[Mapping], *, dataset: str) -> bytes:
+    """The wids list of ``shards`` (manifest entries: name, samples, bytes); ``verify`` regenerates it."""
     desc = {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
         "name": f"{dataset}/{split}",
-        "shardlist": [{"url": s.name, "nsamples": len(s.placed), "filesize": s.bytes} for s in shards],
+        "shardlist": [{"url": s["name"], "nsamples": s["samples"], "filesize": s["bytes"]} for s in shards],
     }
-    (directory / f"{split}.wids.json").write_bytes(canonical_json(desc) + b"\n")
+    return canonical_json(desc) + b"\n"
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:
@@ -207,13 +212,25 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     (directory / MANIFEST).write_text(text)
 
 
-def content_version(shard_hashes: Mapping[str, str], index: pa.Table) -> str:
-    """Hash of every shard's bytes and of where the index places each sample.
+UNHASHED = ("version", "digests", "reiddata_version")  # the version itself; which release wrote it
+
+
+def manifest_digests(manifest: Mapping) -> dict[str, str]:
+    """A short sha256 of each manifest field's canonical JSON (``verify`` names a changed field)."""
+    return {
+        k: hashlib.sha256(canonical_json(v)).hexdigest()[:16] for k, v in sorted(manifest.items()) if k not in UNHASHED
+    }
+
+
+def content_version(shard_hashes: Mapping[str, str], index: pa.Table, digests: Mapping[str, str]) -> str:
+    """Hash of every shard's bytes, of where the index places each sample, and of the manifest's meaning.
 
     The sample metadata in the index is a copy of the ``KEY.json`` members, which the
     shard hashes already cover (``verify`` checks the copy); the placement (key,
     shard, offset, size) is hashed as text, so the version does not depend on how
-    pyarrow lays out or writes the table.
+    pyarrow lays out or writes the table. The manifest's fields (counts, protocols
+    and match rules, camera views, attribute schema, dropped counts, options) enter
+    through their digests: editing one changes the version, and ``verify`` names it.
     """
     h = hashlib.sha256()
     h.update(f"{FORMAT}/{FORMAT_VERSION}\n".encode())
@@ -221,38 +238,5 @@ def content_version(shard_hashes: Mapping[str, str], index: pa.Table) -> str:
         h.update(f"{name} {shard_hashes[name]}\n".encode())
     columns = [index.column(c).to_pylist() for c in ("key", "shard", "offset", "size")]
     h.update("".join(f"{k} {s} {o} {n}\n" for k, s, o, n in zip(*columns)).encode())
+    h.update("".join(f"{k} {v}\n" for k, v in sorted(digests.items())).encode())
     return h.hexdigest()[:16]
-
-
-@contextmanager
-def atomic_output(out: Path, *, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``out`` only if the block completes.
-
-    On any error (or Ctrl-C) the temporary folder is removed and ``out`` is left as
-    it was; an existing ``out`` is replaced only when ``overwrite`` is set.
-    """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise bad_input(out, "already exists", "pass --overwrite to replace it, or choose another output")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    try:
-        tmp.rename(out)
-    except OSError as exc:
-        if old.exists():
-            old.rename(out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ReidDataError(f"{out}: could not move the finished output into place ({exc})") from exc
-    if old.exists():
-        shutil.rmtree(old)

@@ -60,8 +60,8 @@ def _pretrained_state(open_clip, name: str, pretrained: str) -> dict:
     try:
         if path.is_file():
             try:
-                model = open_clip.create_model(name, pretrained=str(path), weights_only=False)
-            except RuntimeError:  # OpenAI's TorchScript checkpoints
+                model = open_clip.create_model(name, pretrained=str(path), weights_only=True)
+            except RuntimeError:  # OpenAI's TorchScript file, on a path the user named: open_clip's own loader
                 model = open_clip.load_openai_model(str(path), device="cpu")
         elif pretrained in open_clip.list_pretrained_tags_by_model(name):
             model = open_clip.create_model(name, pretrained=pretrained)

@@ -34,6 +34,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from reiddata import ReidDataError
+
+    try:
+        return _run(args)
+    except (ReidDataError, ValueError, FileNotFoundError) as exc:  # bad input: say what, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     from .engine import EvalConfig, TrainConfig, evaluate, load_config, train
 
     if args.command == "train":

@@ -535,10 +535,30 @@ def _save(out: Path, model, optimizer, state: dict, num_classes: int, config: Tr
     tmp.replace(out / "checkpoint.pt")  # a crash never leaves half a checkpoint
 
 
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents: tensors, numbers, strings, lists and dicts only, never code.
+
+    ``weights_only=True`` makes torch refuse any pickled object that is not plain data,
+    so a hostile checkpoint cannot run anything when it is loaded.
+    """
+    import pickle
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        raise ValueError(
+            f"{path}: refused: not a plain-data checkpoint (weights_only loading failed: {str(exc)[:200]}). "
+            "reidmodels never unpickles objects; use a checkpoint written by `reidmodels train`"
+        ) from None
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise ValueError(f"{path}: not a reidmodels checkpoint (no 'model' state)")
+    return saved
+
+
 def _resume(path: Path, model: nn.Module, resume: bool) -> dict:
     if not (resume and path.is_file()):
         return {}
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = read_checkpoint(path)
     model.load_state_dict(saved["model"])
     return {k: saved[k] for k in ("epochs_done", "stage", "log", "optimizer") if k in saved}
 
@@ -559,7 +579,7 @@ def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[nn.Modul
     path = path / "checkpoint.pt" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint (run `reidmodels train` first)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = read_checkpoint(path)
     config = saved["config"]
     backbone = None
     if config["model"] != "cerberus":
@@ -605,9 +625,10 @@ def evaluate(config: EvalConfig) -> dict:
     size = tuple(info["config"]["image_size"])
     rows = np.unique(np.concatenate([np.concatenate([p.query, p.gallery]) for p in data.protocols.values()]))
     facts = dataset_facts(data)
+    # the name comes from validated values only: a 16-hex version (open_dataset checks it) and our own hash
     cache = Path(config.cache or Path(config.out) / "features") / f"{data.version}-{info['sha256']}.npz"
     if cache.is_file():  # features depend only on the dataset version and the checkpoint
-        saved = np.load(cache)
+        saved = np.load(cache, allow_pickle=False)
         features, predictions = saved["features"], saved["predictions"] if "predictions" in saved else None
     else:
         test = ShardDataset(

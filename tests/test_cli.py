@@ -33,9 +33,10 @@ def test_synth_convert_stats_verify(tmp_path, capsys):
 
 
 def test_errors_exit_non_zero_with_the_rule(tmp_path, capsys):
-    assert main(["convert", "market1501", str(tmp_path), str(tmp_path / "out"), "--quiet"]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["convert", "market1501", str(tmp_path / "empty"), str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {tmp_path}: is not a market1501 tree: missing bounding_box_train")
+    assert err.startswith(f"error: {tmp_path / 'empty'}: is not a market1501 tree: missing bounding_box_train")
     assert main(["stats", str(tmp_path)]) == 2
     assert "is not a converted reiddata dataset (no manifest.json)" in capsys.readouterr().err
     assert main(["convert", "nope", str(tmp_path), str(tmp_path / "o")]) == 2

@@ -84,6 +84,6 @@ def test_verify_catches_an_edited_index(converted, tmp_path):
     pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", labels), out / "index.parquet")
     problems = verify(out)
     assert len(problems) == len(table)  # every row now disagrees with its shard's JSON
-    assert problems[0] == f"{out / 'gallery-000000.tar'}: index row of gallery_0000000 differs from its " + (
-        "gallery_0000000.json"
+    assert problems[0] == f"{out / 'train-000000.tar'}: index row of train_0000000 differs from its " + (
+        "train_0000000.json"
     )

@@ -85,13 +85,13 @@ def test_empty_split(synth_tree, tmp_path):
 
 def test_existing_output_is_replaced_only_with_overwrite(converted, synth_tree, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep").write_text("mine")
+    convert("market1501", synth_tree("market1501"), out)
+    (out / "extra").write_text("left by a user inside our dataset")
     with pytest.raises(ReidDataError, match=r"out: already exists\n  fix: pass --overwrite"):
         convert("market1501", synth_tree("market1501"), out)
-    assert (out / "keep").read_text() == "mine"
+    assert (out / "extra").is_file()
     convert("market1501", synth_tree("market1501"), out, overwrite=True)
-    assert not (out / "keep").exists() and (out / "manifest.json").is_file()
+    assert not (out / "extra").exists() and (out / "manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

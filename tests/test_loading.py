@@ -202,16 +202,14 @@ def test_streaming_one_rank_reads_every_sample_once_in_a_new_order_each_epoch(sm
 
 
 def test_streaming_ranks_get_equal_disjoint_shares_and_workers_split_them(small_shards):
-    shards = json.loads((small_shards / "manifest.json").read_text())["splits"]["train"]["shards"]
-    sizes = sorted(s["samples"] for s in shards)
-    expected = sum(sizes[: len(sizes) // 2])
+    total = len(open_dataset(small_shards).rows("train"))
     seen = []
     for rank in (0, 1):
         stream = StreamingDataset(small_shards, "train", decode=None, rank=rank, world_size=2, seed=0)
         stream.set_epoch(3)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
         keys = [s["key"] for s in loader]
-        assert len(keys) == len(stream) == expected and len(set(keys)) == len(keys)
+        assert len(keys) == len(stream) == total // 2 and len(set(keys)) == len(keys)
         seen.append(set(keys))
     assert not seen[0] & seen[1]
 
@@ -219,8 +217,6 @@ def test_streaming_ranks_get_equal_disjoint_shares_and_workers_split_them(small_
 def test_streaming_refuses_several_ranks_without_a_node_split(small_shards):
     with pytest.raises(ReidDataError, match="2 ranks without node_split would each read every sample"):
         StreamingDataset(small_shards, "train", node_split=False, rank=0, world_size=2)
-    with pytest.raises(ReidDataError, match="shards for 64 ranks: every rank needs one"):
-        StreamingDataset(small_shards, "train", rank=0, world_size=64)
 
 
 def test_pk_batches_from_a_stream(small_shards):

@@ -75,7 +75,7 @@ def test_real_v1_lists_convert_with_the_published_counts(tmp_path, synth_tree):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.hardlink_to(jpegs[i % len(jpegs)])
     out = tmp_path / "out"
-    manifest = convert("msmt17", tmp_path, out, shard_size=20000, workers=2)
+    manifest = convert("msmt17", base, out, shard_size=20000, workers=2)
     counts = {s: (v["samples"], v["ids"]) for s, v in manifest["splits"].items()}
     assert counts == {
         "train": (30248, 1041),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import bad_input
 from . import agreid
-from .base import Parsed, Protocol, Source, check_camera, find_base, list_jpgs
+from .base import Parsed, Protocol, Source, check_camera, check_image_entry, find_base, list_jpgs
 
 NAME = "agreid-v2"
 CAMERA_VIEWS = {0: "aerial", 2: "wearable", 3: "ground"}  # C0 UAV, C2 wearable, C3 CCTV
@@ -48,6 +48,7 @@ def _images(base: Path, parsed: Parsed) -> dict[str, tuple[str, agreid.Name]]:
     out = {}
     for split, folder in FOLDERS:
         for child in sorted((base / folder).iterdir()):
+            check_image_entry(child)
             if not child.is_dir():
                 if child.suffix == ".jpg":
                     raise bad_input(child, f"image directly in {folder}/: expected {folder}/<P+T+A>/<name>.jpg")

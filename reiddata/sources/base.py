@@ -11,7 +11,16 @@ from pathlib import Path
 from ..attributes import AttributeSchema
 from ..errors import bad_input
 
-__all__ = ["Parsed", "Protocol", "Record", "Source", "find_base", "list_jpgs", "parse_folder_splits"]
+__all__ = [
+    "Parsed",
+    "Protocol",
+    "Record",
+    "Source",
+    "check_image_entry",
+    "find_base",
+    "list_jpgs",
+    "parse_folder_splits",
+]
 
 VIEWS = ("aerial", "ground", "wearable")
 MATCH_RULES = ("camera", "view")
@@ -116,11 +125,32 @@ def list_jpgs(folder: Path, ignored: Counter) -> list[Path]:
     """
     out = []
     for path in sorted(folder.iterdir()):
+        check_image_entry(path)
         if path.is_file() and path.suffix == ".jpg":
             out.append(path)
         else:
             ignored[f"not a .jpg in {folder.name}/"] += 1
     return out
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+def check_image_entry(path: Path) -> None:
+    """Refuse what would otherwise vanish silently: a dangling link, an image not named ``.jpg``.
+
+    Every source names its images ``*.jpg``; a ``.JPG`` or ``.jpeg`` beside them is an
+    image that a suffix test would drop without a word (counting it as "ignored"
+    would hide a real sample), so it is an error naming the file.
+    """
+    if path.is_symlink() and not path.exists():
+        raise bad_input(path, "is a symbolic link to nothing (dangling)", "restore its target or remove the link")
+    if path.suffix != ".jpg" and path.suffix.lower() in IMAGE_SUFFIXES:
+        raise bad_input(
+            path,
+            f"an image named {path.suffix!r}: every image of this source is a lower-case .jpg",
+            "rename it to .jpg if it belongs to the dataset, or move it out",
+        )
 
 
 def match_name(

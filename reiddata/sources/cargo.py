@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ..errors import bad_input
-from .base import Parsed, Protocol, Record, Source, check_camera, find_base, list_jpgs, match_name
+from .base import Parsed, Protocol, Record, Source, check_camera, check_image_entry, find_base, list_jpgs, match_name
 
 NAME = "cargo"
 FOLDERS = ("train", "query", "gallery")
@@ -34,6 +34,7 @@ NESTED = ("CARGO",)
 def _camera_folders(folder: Path, parsed: Parsed) -> list[tuple[int, Path]]:
     out = []
     for child in sorted(folder.iterdir()):
+        check_image_entry(child)
         if not child.is_dir():
             parsed.ignored[f"not a camera folder in {folder.name}/"] += 1
             continue

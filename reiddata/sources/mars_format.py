@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from ..errors import bad_input
+from ..errors import bad_input, integer_values
 from .base import Parsed, Protocol, Record, check_camera
 
 __all__ = ["REQUIRED", "NameRule", "Tracklet", "parse_base", "read_query_rows", "read_tracklets"]
@@ -80,9 +80,9 @@ def read_query_rows(info: Path, filename: str, variable: str, rows: int) -> list
     """0-based test-table rows of a query list (``query_IDX``), checked against the table."""
     path = info / filename
     values = _load_mat(path, variable).ravel()
-    if values.size == 0 or not np.issubdtype(values.dtype, np.number):
+    if values.size == 0:
         raise bad_input(path, f"{variable} is not a list of row numbers")
-    out = [int(v) - 1 for v in values]
+    out = [int(v) - 1 for v in integer_values(path, variable, values)]
     bad = [v + 1 for v in out if not 0 <= v < rows]
     if bad:
         raise bad_input(path, f"{variable} names rows {bad[:5]} outside the test table's 1..{rows}")
@@ -117,7 +117,8 @@ def read_tracklets(
     files = _frame_files(base / home)
     used: set[tuple[str, str]] = set()
     out = []
-    for row, (start, end, pid, camid) in enumerate(table.astype(int).tolist(), start=1):
+    rows = integer_values(info / table_file, variable, table).tolist()
+    for row, (start, end, pid, camid) in enumerate(rows, start=1):
         where = f"{info / table_file} row {row} (frames {start}-{end} of {names_file})"
         if not 1 <= start <= end <= len(names):
             raise bad_input(where, f"frame range outside 1..{len(names)} or reversed")

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ReidDataError
-from ..writer import atomic_output
+from ..output import atomic_output, is_ours_marker
 from .layouts import LAYOUTS
 from .people import Person, make_people, render
 
 __all__ = ["DEFAULT_IDENTITIES", "synth", "Person", "make_people", "render"]
 
 DEFAULT_IDENTITIES = 48
+MARKER = ".reiddata-synth"  # lets --overwrite replace a synthetic tree, and nothing else
 
 
 def synth(
@@ -36,6 +37,8 @@ def synth(
         raise ReidDataError(f"{source} has no variant {variant!r}: expected one of {allowed}")
     if identities < layout.min_identities:
         raise ReidDataError(f"--identities must be at least {layout.min_identities} (train and test need people)")
-    with atomic_output(Path(out), overwrite=overwrite) as tmp:
+    what = f"a synthetic tree written by reiddata synth (a folder with {MARKER})"
+    with atomic_output(Path(out), overwrite=overwrite, is_ours=is_ours_marker(MARKER), what=what) as tmp:
         layout.write(tmp, identities, seed, variant)
+        (tmp / MARKER).write_text(f"reiddata synth {source} --identities {identities} --seed {seed}\n")
     return Path(out)
