@@ -88,6 +88,7 @@ def check_output(
             )
     if out.is_symlink():
         raise bad_input(out, "is a symbolic link: reiddata does not write through links", "name the real folder")
+    clean_leftovers(out)  # may put back an old output that a killed replacement left aside
     if not out.exists():
         return out
     if not overwrite:
@@ -124,6 +125,8 @@ def _leftovers(out: Path, kind: str) -> list[Path]:
 
 def clean_leftovers(out: Path) -> None:
     """Repair or remove what killed runs left beside ``out`` (only unlocked, only our names)."""
+    if not out.parent.is_dir():
+        return
     for old in _leftovers(out, OLD):  # killed between the two renames of a replacement
         fd = _lock(old)
         if fd is None:
@@ -195,7 +198,6 @@ def atomic_output(
     replace = out.exists()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        clean_leftovers(out)
         tmp = out.parent / f".{out.name}.{PARTIAL}-{os.getpid()}-{secrets.token_hex(4)}"
         tmp.mkdir()
         fd = _lock(tmp)

@@ -137,10 +137,14 @@ class ReidDataset:
     def open_shard(self, name: str) -> int:
         """A read-only descriptor of shard ``name``, checked to be the file that was opened with the dataset."""
         file = self.shard_path(name)
-        fd = os.open(file, os.O_RDONLY)
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != self.identities[name] or st.st_size != self.shards[name]["bytes"]:
-            os.close(fd)
+        try:
+            fd = os.open(file, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = -1
+        st = os.fstat(fd) if fd >= 0 else None
+        if st is None or (st.st_dev, st.st_ino) != self.identities[name] or st.st_size != self.shards[name]["bytes"]:
+            if fd >= 0:
+                os.close(fd)
             raise bad_input(
                 file,
                 f"was replaced after the dataset {self.version} was opened (another conversion wrote here?)",

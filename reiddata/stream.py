@@ -190,6 +190,13 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                             f"places {expected!r} (the shard was changed or replaced)",
                             "run `reiddata verify`",
                         )
+                    if "json" not in sample:  # the stream ended inside this sample
+                        raise bad_input(
+                            file,
+                            f"{where}: sample {expected} is cut short after {count} whole samples "
+                            "(damaged header or truncated shard)",
+                            "run `reiddata verify`",
+                        )
                     count += 1
                     yield {k: v for k, v in sample.items() if not k.startswith("__")}
             except ReidDataError:
