@@ -519,16 +519,33 @@ def _param_hash(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def _plain(value):
+    """Numbers, strings, lists and dicts only: what ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
 def _save(out: Path, model, optimizer, state: dict, num_classes: int, config: TrainConfig, options: dict) -> None:
     tmp = out / "checkpoint.pt.tmp"
     torch.save(
         {
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "num_classes": num_classes,
-            "model_options": options,
-            "config": dataclasses.asdict(config),
-            **state,
+            **_plain(
+                {
+                    "optimizer": optimizer.state_dict(),  # schedules may leave numpy floats in its lr
+                    "num_classes": num_classes,
+                    "model_options": options,
+                    "config": dataclasses.asdict(config),
+                    **state,
+                }
+            ),
         },
         tmp,
     )
@@ -547,12 +564,18 @@ def read_checkpoint(path: Path) -> dict:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError) as exc:
         raise ValueError(
-            f"{path}: refused: not a plain-data checkpoint (weights_only loading failed: {str(exc)[:200]}). "
+            f"{path}: refused: not a plain-data checkpoint ({_last_line(exc)}). "
             "reidmodels never unpickles objects; use a checkpoint written by `reidmodels train`"
         ) from None
     if not isinstance(saved, dict) or "model" not in saved:
         raise ValueError(f"{path}: not a reidmodels checkpoint (no 'model' state)")
     return saved
+
+
+def _last_line(exc: Exception) -> str:
+    """The line of torch's long weights_only message that names what was refused."""
+    lines = [line.strip() for line in str(exc).splitlines() if "Unsupported" in line or "GLOBAL" in line]
+    return (lines[0] if lines else str(exc).splitlines()[0])[:300]
 
 
 def _resume(path: Path, model: nn.Module, resume: bool) -> dict:
