@@ -81,7 +81,7 @@ def _with_schema() -> set[str]:
 def _stats(args: argparse.Namespace) -> int:
     from .stats import dataset_stats, format_stats, write_plots
 
-    stats = dataset_stats(Path(args.dataset))
+    stats = dataset_stats(args.dataset)
     print(format_stats(stats), end="")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    problems = verify(Path(args.dataset))
+    problems = verify(args.dataset)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import bad_input
+from .storage import FsspecStorage, LocalStorage, storage_for
 from .writer import BLOCK, FORMAT, FORMAT_VERSION, INDEX, MANIFEST, content_version, manifest_digests
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "load_index",
     "load_manifest",
     "manifest_problems",
+    "read_index",
     "meaning_problems",
     "shard_name_ok",
 ]
@@ -119,14 +121,23 @@ def manifest_problems(manifest: object) -> list[str]:
     return problems
 
 
-def load_manifest(path: Path) -> dict:
-    """The manifest of the dataset at ``path``; errors name what is wrong."""
-    path = Path(path)
-    file = path / MANIFEST
-    if not file.is_file():
-        raise bad_input(path, f"is not a converted reiddata dataset (no {MANIFEST})", "run `reiddata convert` first")
+Storage = LocalStorage | FsspecStorage
+
+
+def _storage(location: Path | str | Storage) -> Storage:
+    return location if isinstance(location, (LocalStorage, FsspecStorage)) else storage_for(location)
+
+
+def load_manifest(location: Path | str | Storage) -> dict:
+    """The manifest of the dataset at ``location`` (a folder, a URL or a storage); errors name what is wrong."""
+    storage = _storage(location)
+    file = storage.join(MANIFEST)
+    if not storage.exists(MANIFEST):
+        raise bad_input(
+            storage.location, f"is not a converted reiddata dataset (no {MANIFEST})", "run `reiddata convert` first"
+        )
     try:
-        manifest = json.loads(file.read_text())
+        manifest = json.loads(storage.read(MANIFEST))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad_input(file, f"is not valid JSON ({exc})") from None
     if (
@@ -191,16 +202,23 @@ def meaning_problems(manifest: Mapping, index: pa.Table) -> list[str]:
     return problems
 
 
-def load_index(path: Path, manifest: Mapping) -> pa.Table:
-    """The index of the dataset at ``path``, checked against its ``manifest``."""
-    file = Path(path) / INDEX
-    if not file.is_file():
+def read_index(location: Path | str | Storage) -> pa.Table:
+    """The index table as stored, unchecked (``verify`` lists its problems itself)."""
+    storage = _storage(location)
+    file = storage.join(INDEX)
+    if not storage.exists(INDEX):
         raise bad_input(file, "index missing: the dataset is incomplete", "convert again")
     try:
-        index = pq.read_table(file)
+        return pq.read_table(pa.BufferReader(storage.read(INDEX)))
     except (OSError, pa.ArrowException) as exc:
         raise bad_input(file, f"is not a readable parquet index ({exc})", "convert again") from None
+
+
+def load_index(location: Path | str | Storage, manifest: Mapping) -> pa.Table:
+    """The index of the dataset at ``location``, checked against its ``manifest``."""
+    storage = _storage(location)
+    index = read_index(storage)
     problems = index_problems(index, manifest) or meaning_problems(manifest, index)
     if problems:
-        raise bad_input(file.parent, "; ".join(problems[:3]), "run `reiddata verify` on it, then convert again")
+        raise bad_input(storage.location, "; ".join(problems[:3]), "run `reiddata verify` on it, then convert again")
     return index

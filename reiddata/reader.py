@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from .errors import ReidDataError, bad_input
 from .manifest import load_index, load_manifest, shard_table
+from .storage import ShardCache, default_cache_dir, storage_for
 from .temporal import sample_clips
 
 __all__ = ["ReidDataset", "SampleDecoder", "SharedEpoch", "ShardDataset", "open_dataset", "read_members"]
@@ -87,14 +88,20 @@ class ReidDataset:
     while a reader has it open is an error, never another version's samples.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.manifest = load_manifest(self.path)
-        self.index: pa.Table = load_index(self.path, self.manifest)
+    def __init__(self, location: str | Path, *, cache_dir: str | Path | None = None) -> None:
+        self.storage = storage_for(location)
+        # a Path for a local dataset; the URL for a remote one (messages, ``shard_urls``)
+        self.path: Path | str = self.storage.path if not self.storage.remote else self.storage.location
+        self.manifest = load_manifest(self.storage)
+        self.index: pa.Table = load_index(self.storage, self.manifest)
         self.version: str = self.manifest["version"]
         self.kind: str = self.manifest["kind"]
         self.splits: tuple[str, ...] = tuple(self.manifest["split_order"])
         self.shards: dict[str, dict] = shard_table(self.manifest)
+        self.cache = None
+        if self.storage.remote:
+            folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            self.cache = ShardCache(self.storage, folder, self.version, self.shards)
         self.identities = {name: self._stat_shard(name) for name in self.shards}
         self._split = np.asarray(self.index.column("split").to_numpy(zero_copy_only=False))
         roles = self.index.column("roles").to_pylist()
@@ -113,14 +120,22 @@ class ReidDataset:
     def __repr__(self) -> str:
         return f"ReidDataset({self.manifest['source']} {self.version}, {len(self.index)} samples, {self.path})"
 
-    def shard_path(self, name: str) -> Path:
-        """The file of shard ``name``: only names the manifest lists (validated), only inside the dataset."""
+    def shard_path(self, name: str) -> Path | str:
+        """The file (or URL) of shard ``name``: only names the manifest lists (validated), only inside the dataset."""
         if name not in self.shards:
             raise bad_input(self.path, f"{name!r} is not a shard of this dataset", "convert again")
-        return self.path / name
+        return self.storage.join(name) if self.storage.remote else self.path / name
 
-    def _stat_shard(self, name: str) -> tuple[int, int]:
+    def _stat_shard(self, name: str) -> tuple[int, int] | None:
         file = self.shard_path(name)
+        if self.storage.remote:  # a HEAD request: the cache checks the bytes themselves
+            try:
+                size = self.storage.size(name)
+            except FileNotFoundError:
+                raise bad_input(file, "shard missing in storage", "upload the whole dataset folder again") from None
+            if size != self.shards[name]["bytes"]:
+                raise bad_input(file, f"{size} bytes in storage, the manifest says {self.shards[name]['bytes']}")
+            return None
         try:
             st = os.stat(file)
         except FileNotFoundError:
@@ -135,8 +150,13 @@ class ReidDataset:
         return st.st_dev, st.st_ino
 
     def open_shard(self, name: str) -> int:
-        """A read-only descriptor of shard ``name``, checked to be the file that was opened with the dataset."""
+        """A read-only descriptor of shard ``name``, checked to be the file that was opened with the dataset.
+
+        Remote datasets: the descriptor of the verified local copy (downloaded once per node).
+        """
         file = self.shard_path(name)
+        if self.cache is not None:
+            return os.open(self.cache.path(name), os.O_RDONLY)
         try:
             fd = os.open(file, os.O_RDONLY)
         except FileNotFoundError:
@@ -176,7 +196,7 @@ class ReidDataset:
         for name, shard in self.shards.items():
             file = self.shard_path(name)
             digest = hashlib.sha256()
-            with file.open("rb") as f:
+            with self.storage.open(name) as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
             if digest.hexdigest() != shard["sha256"]:
@@ -189,9 +209,11 @@ class ReidDataset:
         return [str(self.shard_path(s["name"])) for s in self.split_shards(split)]
 
 
-def open_dataset(path: str | Path) -> ReidDataset:
-    """Open the converted dataset at ``path``; errors say what is wrong and what to do."""
-    return ReidDataset(Path(path))
+def open_dataset(location: str | Path, *, cache_dir: str | Path | None = None) -> ReidDataset:
+    """Open the converted dataset at ``location``: a folder, ``http(s)://...``, ``s3://bucket/prefix``
+    or any fsspec URL. Remote shards are cached, verified, in ``cache_dir`` (else ``$REIDDATA_CACHE``,
+    else the user cache folder). Errors say what is wrong and what to do."""
+    return ReidDataset(location, cache_dir=cache_dir)
 
 
 def _header_ok(header: bytes) -> bool:

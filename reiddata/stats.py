@@ -63,8 +63,8 @@ def _tracklet_stats(rows: dict, split_order: list[str]) -> dict:
 
 def dataset_stats(path: Path) -> dict:
     """Counts per split, view and protocol; image sizes by view; attributes and SIDs."""
-    manifest = load_manifest(Path(path))
-    rows = load_index(Path(path), manifest).to_pydict()
+    manifest = load_manifest(path)  # a folder or a URL
+    rows = load_index(path, manifest).to_pydict()
     n = len(rows["key"])
     split = np.asarray(rows["split"])
     view = np.asarray(rows["view"])

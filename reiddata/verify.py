@@ -21,20 +21,19 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from .convert import index_row, protocol_summary, split_summary
 from .hf import CARD, dataset_card
-from .manifest import index_problems, load_manifest, meaning_problems, shard_table
+from .manifest import Storage, index_problems, load_manifest, meaning_problems, read_index, shard_table
 from .sources import Protocol
-from .writer import INDEX, wids_bytes
+from .storage import storage_for
+from .writer import wids_bytes
 
 __all__ = ["verify"]
 
 
-def _sha256(path: Path) -> str:
+def _sha256(storage: Storage, name: str) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with storage.open(name) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -47,12 +46,13 @@ def _index_copy(meta: dict, row: dict) -> bool:
     return expected == dict(row, roles={k: v for k, v in row["roles"].items() if v is not None})
 
 
-def _check_shard(file: Path, rows: dict[str, dict]) -> list[str]:
+def _check_shard(storage: Storage, name: str, rows: dict[str, dict]) -> list[str]:
     """Each sample's JSON member equals its index row, and its byte range holds it."""
+    file = storage.join(name)
     problems = []
     starts: dict[str, int] = {}  # key -> byte offset of its first member
     try:
-        with tarfile.open(file) as tar:
+        with storage.open(name) as f, tarfile.open(fileobj=f, mode="r|") as tar:
             for member in tar:
                 key, _, ext = member.name.partition(".")
                 starts.setdefault(key, member.offset)
@@ -99,50 +99,49 @@ def _stated_counts(manifest: dict, rows: list[dict]) -> list[str]:
     return problems
 
 
-def _derived_files(path: Path, manifest: dict) -> list[str]:
+def _derived_files(storage: Storage, manifest: dict) -> list[str]:
     """The wids lists and the dataset card must be what the manifest gives."""
     problems = []
     for split in manifest["split_order"]:
-        file = path / f"{split}.wids.json"
+        name = f"{split}.wids.json"
         expected = wids_bytes(split, manifest["splits"][split]["shards"], dataset=manifest["source"])
-        if not file.is_file() or file.read_bytes() != expected:
-            problems.append(f"{file}: differs from the shard list of the manifest")
+        if not storage.exists(name) or storage.read(name) != expected:
+            problems.append(f"{storage.join(name)}: differs from the shard list of the manifest")
     card = dataset_card(manifest)
-    if card is not None and (not (path / CARD).is_file() or (path / CARD).read_text() != card):
-        problems.append(f"{path / CARD}: differs from the card the manifest gives")
+    if card is not None and (not storage.exists(CARD) or storage.read(CARD).decode() != card):
+        problems.append(f"{storage.join(CARD)}: differs from the card the manifest gives")
     return problems
 
 
-def verify(path: Path) -> list[str]:
-    """Problems found in the dataset at ``path`` (empty when it matches its manifest)."""
-    path = Path(path)
-    manifest = load_manifest(path)  # raises on a manifest that breaks the format's rules
-    file = path / INDEX
-    if not file.is_file():
-        return [f"{file}: index missing"]
-    index = pq.read_table(file)
+def verify(location: Path | str) -> list[str]:
+    """Problems found in the dataset at ``location``, a folder or a URL (empty when it matches its manifest)."""
+    storage = storage_for(location)
+    manifest = load_manifest(storage)  # raises on a manifest that breaks the format's rules
+    index = read_index(storage)
     problems = index_problems(index, manifest)
     if problems:
-        return [f"{path}: {p}" for p in problems]
-    problems = [f"{path / 'manifest.json'}: {p}" for p in meaning_problems(manifest, index)]
+        return [f"{storage.location}: {p}" for p in problems]
+    where = storage.join("manifest.json")
+    problems = [f"{where}: {p}" for p in meaning_problems(manifest, index)]
     rows = index.to_pylist()
-    problems += [f"{path / 'manifest.json'}: {p}" for p in _stated_counts(manifest, rows)]
-    problems += _derived_files(path, manifest)
+    problems += [f"{where}: {p}" for p in _stated_counts(manifest, rows)]
+    problems += _derived_files(storage, manifest)
     by_shard: dict[str, dict[str, dict]] = defaultdict(dict)
     for row in rows:
         by_shard[row["shard"]][row["key"]] = row
     for name, shard in shard_table(manifest).items():
-        file = path / name
+        file = storage.join(name)
         rows_here = by_shard.pop(name, {})
-        if not file.is_file():
+        if not storage.exists(name):
             problems.append(f"{file}: shard missing")
             continue
-        if file.stat().st_size != shard["bytes"]:
-            problems.append(f"{file}: {file.stat().st_size} bytes, manifest says {shard['bytes']}")
-        if _sha256(file) != shard["sha256"]:
+        size = storage.size(name)
+        if size != shard["bytes"]:
+            problems.append(f"{file}: {size} bytes, manifest says {shard['bytes']}")
+        if _sha256(storage, name) != shard["sha256"]:
             problems.append(f"{file}: sha256 differs from the manifest (the shard was changed or damaged)")
             continue
         if len(rows_here) != shard["samples"]:
             problems.append(f"{file}: {len(rows_here)} samples in the index, manifest says {shard['samples']}")
-        problems += _check_shard(file, rows_here)
+        problems += _check_shard(storage, name, rows_here)
     return problems
