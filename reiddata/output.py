@@ -155,13 +155,13 @@ def _move_into_place(tmp: Path, out: Path, *, replace: bool, is_ours: Callable[[
     if not replace:
         if out.exists() or out.is_symlink():
             raise bad_input(out, "already exists (another run finished writing it first)", "choose another output")
-        if not _renameat2(tmp, out, _RENAME_NOREPLACE):
-            try:
+        try:
+            if not _renameat2(tmp, out, _RENAME_NOREPLACE):
                 os.rename(tmp, out)  # fails on a non-empty folder, which any finished output is
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise bad_input(out, "already exists (another run finished writing it first)") from None
-                raise
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise bad_input(out, "already exists (another run finished writing it first)") from None
+            raise
         return
     if out.is_symlink() or not out.is_dir() or not is_ours(out):  # changed while we were writing
         raise bad_input(out, f"is no longer {what}; refusing to replace it", "check what else writes there")
@@ -172,7 +172,7 @@ def _move_into_place(tmp: Path, out: Path, *, replace: bool, is_ours: Callable[[
     if fd is None:
         raise bad_input(out, "is being replaced by another run", "wait for it, then try again")
     try:
-        os.rename(out, old)  # a kill here leaves old locked-free beside: the next run puts it back
+        os.rename(out, old)  # killed before the next rename: old waits beside, unlocked; the next run puts it back
         os.rename(tmp, out)
         shutil.rmtree(old)
     finally:
