@@ -141,9 +141,10 @@ def market48(synth_tree, tmp_path_factory):
     """The embedded default's Market (48 identities): default shard size (one shard a split), and 7 per shard."""
     tree = synth_tree("market1501", identities=48)
     base = tmp_path_factory.mktemp("cover")
-    return {
-        size: convert("market1501", tree, base / str(size), shard_size=size) and base / str(size) for size in (5000, 7)
-    }
+    paths = {size: base / str(size) for size in (5000, 7)}
+    for size, path in paths.items():
+        convert("market1501", tree, path, shard_size=size)
+    return paths
 
 
 @pytest.mark.parametrize("world", [2, 4, 8])
