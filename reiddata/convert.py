@@ -213,15 +213,15 @@ def convert(
         raise ReidDataError(f"--store video is for tracklet sources; {spec.name} holds images")
     root, out = Path(root), Path(out)
     attribute_inputs = [] if attributes is None else [Path(attributes)]
-    check_output(out, inputs=[root, *attribute_inputs], overwrite=overwrite, is_ours=is_dataset, what=DATASET)
+    # checked before the (long) parse, and again by atomic_output just before writing
+    safety = {"inputs": [root, *attribute_inputs], "overwrite": overwrite, "is_ours": is_dataset, "what": DATASET}
+    check_output(out, **safety)
     parsed = spec.parse(root)
     table = _load_attributes(spec, parsed, attributes)
     items = _build_items(spec, parsed, table)
     plans = _plan(items, shard_size, decode_check, storage)
     protocols = parsed.protocols or spec.protocols
-    with atomic_output(
-        out, overwrite=overwrite, inputs=[root, *attribute_inputs], is_ours=is_dataset, what=DATASET
-    ) as tmp:
+    with atomic_output(out, **safety) as tmp:
         bar = _progress_bar(len(items), f"convert {spec.name}") if progress else None
         try:
             results = write_shards(tmp, plans, workers=workers, on_progress=bar.update if bar else None)

@@ -9,7 +9,6 @@ Nothing here imports torch; the datasets work with any loader that indexes them.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import multiprocessing
@@ -25,13 +24,12 @@ import pyarrow as pa
 
 from .errors import ReidDataError, bad_input
 from .manifest import load_index, load_manifest, shard_table
-from .storage import ShardCache, default_cache_dir, storage_for
+from .storage import ShardCache, default_cache_dir, sha256_of, storage_for
 from .temporal import sample_clips
 
 __all__ = ["ReidDataset", "SampleDecoder", "SharedEpoch", "ShardDataset", "open_dataset", "read_members"]
 
 BLOCK = 512
-MEMBER_EXTENSIONS = ("json", "jpg", "mp4")  # and NNNN.jpg, a tracklet's frames
 
 
 class SharedEpoch:
@@ -194,14 +192,11 @@ class ReidDataset:
     def check_shards(self) -> None:
         """Recompute every shard's sha256 against the manifest; raise naming the first bad one."""
         for name, shard in self.shards.items():
-            file = self.shard_path(name)
-            digest = hashlib.sha256()
-            with self.storage.open(name) as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != shard["sha256"]:
+            if sha256_of(self.storage, name) != shard["sha256"]:
                 raise bad_input(
-                    file, "sha256 differs from the manifest: the shard is damaged", "copy it again or convert again"
+                    self.shard_path(name),
+                    "sha256 differs from the manifest: the shard is damaged",
+                    "copy it again or convert again",
                 )
 
     def shard_urls(self, split: str) -> list[str]:

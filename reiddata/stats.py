@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .manifest import load_index, load_manifest
+from .storage import storage_for
 
 __all__ = ["dataset_stats", "format_stats", "write_plots"]
 
@@ -61,10 +62,11 @@ def _tracklet_stats(rows: dict, split_order: list[str]) -> dict:
     return {"by_split_and_view": table, "frames_per_tracklet": lengths}
 
 
-def dataset_stats(path: Path) -> dict:
+def dataset_stats(path: Path | str) -> dict:
     """Counts per split, view and protocol; image sizes by view; attributes and SIDs."""
-    manifest = load_manifest(path)  # a folder or a URL
-    rows = load_index(path, manifest).to_pydict()
+    storage = storage_for(path)  # a folder or a URL
+    manifest = load_manifest(storage)
+    rows = load_index(storage, manifest).to_pydict()
     n = len(rows["key"])
     split = np.asarray(rows["split"])
     view = np.asarray(rows["view"])

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from .errors import bad_input
 
-__all__ = ["FsspecStorage", "LocalStorage", "ShardCache", "default_cache_dir", "is_remote", "storage_for"]
+__all__ = ["FsspecStorage", "LocalStorage", "ShardCache", "default_cache_dir", "is_remote", "sha256_of", "storage_for"]
 
 CHUNK = 1 << 22
 
@@ -91,8 +91,7 @@ class FsspecStorage:
         return f"{self.location}/{name}"
 
     def _path(self, name: str) -> str:
-        fs = self.fs  # sets _root in a new process
-        return f"{self._root}/{name}" if fs is not None else name
+        return f"{self._root}/{name}"
 
     def exists(self, name: str) -> bool:
         try:
@@ -117,6 +116,15 @@ class FsspecStorage:
 
 def storage_for(location: str | Path) -> LocalStorage | FsspecStorage:
     return FsspecStorage(location) if is_remote(location) else LocalStorage(location)
+
+
+def sha256_of(storage: LocalStorage | FsspecStorage, name: str) -> str:
+    """The sha256 of file ``name`` of ``storage``, read in chunks."""
+    digest = hashlib.sha256()
+    with storage.open(name) as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:

@@ -120,7 +120,6 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                 f"per epoch (each rank {self.length}); use fewer ranks for so small a split",
                 stacklevel=2,
             )
-        self.world = world
         self.decoder = SampleDecoder(
             transform=transform,
             decode=decode,
@@ -134,16 +133,17 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         """Shard -> (offsets, sizes, keys) of its samples in file order, from the index."""
         index = self.dataset.index
         rows = self.dataset.rows(self.split)
-        shard = index.column("shard").to_numpy(zero_copy_only=False)[rows]
+        position = {name: j for j, name in enumerate(self.shards)}
+        shard = np.asarray([position[s] for s in index.column("shard").to_numpy(zero_copy_only=False)[rows]])
         offset = index.column("offset").to_numpy()[rows]
         size = index.column("size").to_numpy()[rows]
         keys = np.asarray(index.column("key").to_numpy(zero_copy_only=False))[rows]
-        out = {}
-        for name in self.shards:
-            mine = np.flatnonzero(shard == name)
-            mine = mine[np.argsort(offset[mine], kind="stable")]
-            out[name] = (offset[mine], size[mine], keys[mine].tolist())
-        return out
+        order = np.lexsort((offset, shard))  # one sort: by shard, then by place in it
+        bounds = np.searchsorted(shard[order], np.arange(len(self.shards) + 1))
+        return {
+            name: (offset[mine], size[mine], keys[mine].tolist())
+            for name, mine in zip(self.shards, (order[a:b] for a, b in zip(bounds[:-1], bounds[1:])))
+        }
 
     def __len__(self) -> int:
         return self.length

@@ -15,7 +15,6 @@ What it checks, naming the file or the manifest field that is wrong:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from collections import defaultdict
@@ -25,18 +24,10 @@ from .convert import index_row, protocol_summary, split_summary
 from .hf import CARD, dataset_card
 from .manifest import Storage, index_problems, load_manifest, meaning_problems, read_index, shard_table
 from .sources import Protocol
-from .storage import storage_for
+from .storage import sha256_of, storage_for
 from .writer import wids_bytes
 
 __all__ = ["verify"]
-
-
-def _sha256(storage: Storage, name: str) -> str:
-    h = hashlib.sha256()
-    with storage.open(name) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _index_copy(meta: dict, row: dict) -> bool:
@@ -138,7 +129,7 @@ def verify(location: Path | str) -> list[str]:
         size = storage.size(name)
         if size != shard["bytes"]:
             problems.append(f"{file}: {size} bytes, manifest says {shard['bytes']}")
-        if _sha256(storage, name) != shard["sha256"]:
+        if sha256_of(storage, name) != shard["sha256"]:
             problems.append(f"{file}: sha256 differs from the manifest (the shard was changed or damaged)")
             continue
         if len(rows_here) != shard["samples"]:
