@@ -388,6 +388,14 @@ class ShardDataset:
         """
         self.decoder.epoch = epoch
 
+    def state_dict(self) -> dict:
+        """The epoch (random access has no position: the sampler holds it), for torchdata's
+        ``StatefulDataLoader``."""
+        return {"epoch": self.decoder.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decoder.epoch = int(state["epoch"])
+
     def __getstate__(self) -> dict:
         return dict(self.__dict__, _files={}, _pid_of_files=-1)  # descriptors do not travel
 

@@ -67,6 +67,7 @@ class IdentityBalancedSampler:
     ) -> None:
         pids = np.asarray(pids)
         self.p, self.k, self.seed, self.epoch = p, k, seed, 0
+        self._yielded, self._skip = 0, 0  # batches handed out this epoch; batches to skip on resume
         self.rank, self.world_size = rank_and_world(rank, world_size)
         if not 0 <= self.rank < self.world_size:
             raise ReidDataError(f"rank {self.rank} is outside world size {self.world_size}")
@@ -87,6 +88,33 @@ class IdentityBalancedSampler:
 
     def __len__(self) -> int:
         return self.batches_per_rank
+
+    def state_dict(self) -> dict:
+        """Where this rank stands: the epoch and the batches handed out in it (plain data).
+
+        The count is the same on every rank, so rank 0's state resumes every rank.
+        """
+        return {
+            "epoch": self.epoch,
+            "batches_yielded": self._yielded,
+            "p": self.p,
+            "k": self.k,
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "identities": len(self.identities),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next ``iter`` starts after the batches ``state`` says were handed out."""
+        mine = self.state_dict()
+        for name in ("p", "k", "seed", "world_size", "identities"):
+            if state.get(name) != mine[name]:
+                raise ReidDataError(
+                    f"cannot resume the sampler: saved with {name}={state.get(name)}, now {mine[name]} "
+                    "(resume with the same data, batch shape, seed and number of ranks, or start afresh)"
+                )
+        self.epoch = int(state["epoch"])
+        self._skip = int(state["batches_yielded"])
 
     def _all_batches(self) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -116,8 +144,11 @@ class IdentityBalancedSampler:
         return np.asarray(out)
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._all_batches()
-        return iter(batches[self.rank :: self.world_size])
+        mine = self._all_batches()[self.rank :: self.world_size]
+        self._yielded, self._skip = self._skip, 0
+        for batch in mine[self._yielded :]:
+            self._yielded += 1
+            yield batch
 
 
 def pk_batches(

@@ -19,14 +19,25 @@ import fcntl
 import hashlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import bad_input
 
-__all__ = ["FsspecStorage", "LocalStorage", "ShardCache", "default_cache_dir", "is_remote", "sha256_of", "storage_for"]
+__all__ = [
+    "FsspecStorage",
+    "LocalStorage",
+    "ShardCache",
+    "default_cache_dir",
+    "fetch_verified",
+    "is_remote",
+    "sha256_of",
+    "storage_for",
+]
 
 CHUNK = 1 << 22
+SPOOL = 1 << 27  # a streamed shard is held in memory up to 128 MiB, beyond that in a temporary file
 
 
 def is_remote(location: str | Path) -> bool:
@@ -153,22 +164,46 @@ class ShardCache:
                 self._download(name, target)
         return target
 
+    def cached(self, name: str) -> Path | None:
+        """The verified local file of shard ``name`` when this node already has it."""
+        target = self.folder / name
+        return target if target.is_file() else None
+
     def _download(self, name: str, target: Path) -> None:
-        expected = self.shards[name]
         tmp = target.parent / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.part"
-        digest = hashlib.sha256()
         try:
-            with self.storage.open(name) as source, open(tmp, "wb") as out:
-                for block in iter(lambda: source.read(CHUNK), b""):
-                    digest.update(block)
-                    out.write(block)
-            size = tmp.stat().st_size
-            if size != expected["bytes"] or digest.hexdigest() != expected["sha256"]:
-                raise bad_input(
-                    self.storage.join(name),
-                    f"the bytes in storage ({size}) do not match the manifest's size and sha256: not served",
-                    "upload the shard again (or convert and upload the dataset again)",
-                )
+            with open(tmp, "wb") as out:
+                copy_verified(self.storage, name, self.shards[name], out)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def copy_verified(storage: FsspecStorage, name: str, expected: dict, out: BinaryIO) -> None:
+    """Copy shard ``name`` into ``out`` in one streamed read; raise, naming it, unless its size and
+    sha256 are the manifest's (``expected``). The caller discards ``out`` on error."""
+    digest, size = hashlib.sha256(), 0
+    with storage.open(name) as source:
+        for block in iter(lambda: source.read(CHUNK), b""):
+            digest.update(block)
+            size += len(block)
+            out.write(block)
+    if size != expected["bytes"] or digest.hexdigest() != expected["sha256"]:
+        raise bad_input(
+            storage.join(name),
+            f"the bytes in storage ({size}) do not match the manifest's size and sha256: not served",
+            "upload the shard again (or convert and upload the dataset again)",
+        )
+
+
+def fetch_verified(storage: FsspecStorage, name: str, expected: dict) -> BinaryIO:
+    """Shard ``name`` streamed from storage into a temporary file (in memory up to ``SPOOL``
+    bytes, then on local disk), verified, rewound: for streaming without a cache."""
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL)
+    try:
+        copy_verified(storage, name, expected, out)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out

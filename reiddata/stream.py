@@ -7,12 +7,24 @@ positions ``[r * N // W, (r + 1) * N // W)`` of it: every rank the same count
 (which change from epoch to epoch). A rank's range crosses shard boundaries: it
 reads byte ranges of shards, starting at the index's byte offset of its first
 sample, never the samples before it. DataLoader workers split the rank's range the
-same way. Samples are shuffled in a buffer seeded by ``(seed, epoch, rank, worker)``.
+same way.
 
-Reliability: every byte range is parsed by webdataset's tar expander from a file we
-open ourselves (no URL handler, no ``pipe:``), and must yield exactly the samples
-the index places there, in order; a shard that ends early, a damaged header, or a
-shard replaced by another version is an error naming the dataset and the shard.
+Shuffling is by blocks: a worker's samples are cut into consecutive blocks of
+``shuffle`` samples, and each block is yielded in an order seeded by ``(seed,
+epoch, rank, worker, block)``. Like a shuffle buffer of that size it mixes samples
+from neighbouring shards (the shard order already changes every epoch), and unlike
+one, position n of the output is a pure function of n: resuming there
+(``load_state_dict``) seeks to the start of n's block by the index's byte offsets
+and reads (never decodes) only the part of that block already yielded.
+
+Reliability: every byte range is parsed by webdataset's tar expander from a stream
+we open ourselves, and must yield exactly the samples the index places there, in
+order; a shard that ends early, a damaged header, or a shard replaced by another
+version is an error naming the dataset and the shard. Remote shards (HTTP, S3, any
+fsspec URL) are streamed through fsspec into a temporary file and checked against
+the manifest's sha256 before any of their samples is yielded; webdataset's own
+``http`` opener is not used because it runs ``curl`` through a shell built from the
+URL. With ``cache=True`` the verified shard is kept in the node's shard cache.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import webdataset as wds
 from .errors import ReidDataError, bad_input
 from .reader import ReidDataset, SampleDecoder, open_dataset
 from .samplers import rank_and_world
+from .storage import fetch_verified
 
 __all__ = ["StreamingDataset"]
 
@@ -79,8 +92,12 @@ class StreamingDataset(torch.utils.data.IterableDataset):
 
     Yields the same dicts as :class:`reiddata.ShardDataset` (see
     :class:`reiddata.reader.SampleDecoder` for ``decode``, ``transform`` and clips).
-    ``shuffle`` is the buffer size (0: the epoch's shard order, samples in shard
-    order). Call :meth:`set_epoch` before each epoch; it reaches persistent workers.
+    ``shuffle`` is the shuffle block size (0: the epoch's shard order, samples in
+    shard order). Call :meth:`set_epoch` before each epoch; it reaches persistent
+    workers. ``state_dict`` / ``load_state_dict`` save and restore the position of
+    each DataLoader worker (torchdata's ``StatefulDataLoader`` calls them in the
+    workers). ``cache``: keep remote shards in the node's verified shard cache
+    (else each is streamed into a temporary file, checked, used and dropped).
     """
 
     def __init__(
@@ -98,8 +115,10 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         train: bool | None = None,
         clip_mode: str = "tsn",
         clip_length: int = 8,
+        cache: bool = False,
     ) -> None:
         super().__init__()
+        self.cache, self._yielded, self._resume_at = cache, 0, 0
         self.dataset = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
         self.split, self.shuffle, self.seed = split, shuffle, seed
         self.rank, self.world_size = rank_and_world(rank, world_size)
@@ -155,11 +174,27 @@ class StreamingDataset(torch.utils.data.IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.decoder.epoch = epoch
 
-    def segments(self, worker: int = 0, workers: int = 1) -> list[Segment]:
-        """The byte ranges this rank's ``worker`` reads this epoch, in order."""
+    def state_dict(self) -> dict:
+        """This copy's position: the epoch and the samples yielded in it (in a DataLoader
+        worker, that worker's)."""
+        return {"epoch": self.epoch, "samples_yielded": self._yielded, "version": self.dataset.version}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next ``iter`` starts after ``state``'s samples, reading none it skips whole."""
+        if state.get("version") != self.dataset.version:
+            raise ReidDataError(
+                f"cannot resume the stream of {self.dataset.path}: the position was saved on dataset "
+                f"{state.get('version')}, this is {self.dataset.version} (start the epoch afresh)"
+            )
+        self.set_epoch(int(state["epoch"]))
+        self._resume_at = int(state["samples_yielded"])
+
+    def segments(self, worker: int = 0, workers: int = 1, *, skip: int = 0) -> list[Segment]:
+        """The byte ranges this rank's ``worker`` reads this epoch, in order, after its first ``skip`` samples."""
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
         start, stop = self.rank * self.length, (self.rank + 1) * self.length
         start, stop = _split_range(start, stop, workers, worker)
+        start = min(start + skip, stop)
         out, position = [], 0
         for j in order.tolist():
             name = self.shards[j]
@@ -171,11 +206,21 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             position += len(keys)
         return out
 
+    def _open(self, shard: str):
+        """A binary file of the whole shard: local, the cached copy, or streamed and verified."""
+        data = self.dataset
+        if data.cache is None:
+            return os.fdopen(data.open_shard(shard), "rb", buffering=1 << 20)
+        local = data.cache.path(shard) if self.cache else data.cache.cached(shard)
+        if local is not None:
+            return open(local, "rb", buffering=1 << 20)
+        return fetch_verified(data.storage, shard, data.shards[shard])
+
     def _samples(self, segment: Segment) -> Iterator[dict]:
         """The samples of one byte range, checked one by one against the index."""
         file = self.dataset.shard_path(segment.shard)
         where = f"dataset {self.dataset.version}"
-        with os.fdopen(self.dataset.open_shard(segment.shard), "rb", buffering=1 << 20) as f:
+        with self._open(segment.shard) as f:
             f.seek(segment.start)
             stream = io.BufferedReader(_Range(f, segment.end - segment.start), 1 << 20)
             members = wds.tariterators.tar_file_expander([{"url": str(file), "stream": stream}])
@@ -218,23 +263,29 @@ class StreamingDataset(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        segments = self.segments(worker, workers)
+        block = self.shuffle or 1
+        resume, self._resume_at = self._resume_at, 0
+        first = resume // block  # the block holding the resume position
+        segments = self.segments(worker, workers, skip=first * block)
         samples = itertools.chain.from_iterable(self._samples(s) for s in segments)
         if self.shuffle:
-            rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}")
-            samples = _shuffled(samples, self.shuffle, rng)
-        return (self.decoder(s) for s in samples)
+            seed = f"{self.seed}/{self.epoch}/{self.rank}/{worker}"
+            samples = _block_shuffled(samples, block, first, seed)
+        self._yielded = resume  # now, not at the first sample: a state asked for before it is right
+        return self._counted(itertools.islice(samples, resume - first * block, None))
+
+    def _counted(self, samples: Iterator[dict]) -> Iterator[dict]:
+        for sample in samples:
+            self._yielded += 1
+            yield self.decoder(sample)
 
 
-def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
-    """A reservoir-style shuffle buffer of ``size`` samples, seeded."""
-    buffer: list[dict] = []
-    for sample in samples:
-        if len(buffer) < size:
-            buffer.append(sample)
-            continue
-        j = rng.randrange(size)
-        buffer[j], sample = sample, buffer[j]
-        yield sample
-    rng.shuffle(buffer)
-    yield from buffer
+def _block_shuffled(samples: Iterator[dict], size: int, first: int, seed: str) -> Iterator[dict]:
+    """Consecutive blocks of ``size`` samples, each in an order seeded by ``seed`` and its
+    number (counted from ``first``): a block's order does not depend on where reading began."""
+    for b in itertools.count(first):
+        chunk = list(itertools.islice(samples, size))
+        if not chunk:
+            return
+        random.Random(f"{seed}/{b}").shuffle(chunk)
+        yield from chunk

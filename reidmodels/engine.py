@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from reiddata import IdentityBalancedSampler, ShardDataset, open_dataset
 
@@ -61,6 +62,8 @@ class TrainConfig:
     amp: bool = True  # only on CUDA
     seed: int = 0
     resume: bool = True
+    checkpoint_every: int | None = None  # also checkpoint every N steps, mid-epoch (resumes exactly there)
+    trace: bool = False  # write trace-rank<r>.jsonl: each step's sample keys and loss, per rank
     max_steps_per_epoch: int | None = None  # for smoke runs
     optimizer: str = "adamw"  # or adam
     passes_per_epoch: int = 1  # identity-balanced passes (every identity once each) per epoch
@@ -184,6 +187,7 @@ class Collate:
 
     def __call__(self, items: list[dict]) -> dict:
         out = {k: torch.as_tensor([item[k] for item in items]) for k in ("label", "pid", "camid")}
+        out["key"] = [item["key"] for item in items]
         out["view"] = torch.as_tensor([VIEWS.index(item["view"]) for item in items])
         if self.names:
             out["attributes"] = torch.as_tensor(
@@ -295,7 +299,7 @@ def train(config: TrainConfig) -> dict:
     sampler = IdentityBalancedSampler(
         train_set.labels, p=config.p, k=config.k, seed=config.seed, rank=rank, world_size=world
     )
-    loader = torch.utils.data.DataLoader(
+    loader = StatefulDataLoader(  # its state_dict is the sampler's and workers' position
         train_set,
         batch_sampler=sampler,
         num_workers=config.workers,
@@ -310,18 +314,26 @@ def train(config: TrainConfig) -> dict:
     amp = config.amp and device.type == "cuda"
     log_rows: list[dict] = state.get("log", [])
     generator = torch.Generator().manual_seed(config.seed + rank)
+    position = state.get("position")  # where a mid-epoch checkpoint stopped
+    if position is not None:
+        generator.set_state(position["generator"][rank])
+        torch.set_rng_state(position["rng"][rank])
+    step = position["step"] if position else state.get("step", 0)  # optimizer steps so far, all stages
+    trace = _Trace(out, rank, step) if config.trace else None
+    done: dict = state.get("epochs_done", {})
     batches_seen = 0
     start = time.perf_counter()
     for stage, epochs in stages:
-        first = state.get("epochs_done", {}).get(stage, 0)
+        first = done.get(stage, 0)
         if first >= epochs:
             continue
         groups = _parameter_groups(model, stage, config)
         kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
         optimizer = kind(groups, weight_decay=config.weight_decay)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp)
         if state.get("stage") == stage and "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
-        scaler = torch.amp.GradScaler("cuda", enabled=amp)
+            scaler.load_state_dict(state.get("scaler", {}))
         wrapped = _wrap(model, device, world)
         text = _all_text_features(model, device) if stage == "stage2" and isinstance(model, CLIPReID) else None
         for epoch in range(first, epochs):
@@ -329,8 +341,10 @@ def train(config: TrainConfig) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * _lr_factor(epoch, epochs, config, group["initial_lr"])
             model.train()
-            total, steps = 0.0, 0
-            for batch in _epoch_batches(loader, sampler, epoch, config, rank, f"{stage} {epoch + 1}/{epochs}"):
+            resume = position if position and (position["stage"], position["epoch"]) == (stage, epoch) else None
+            total, steps = (resume["loss_total"], resume["steps"]) if resume else (0.0, 0)
+            batches = _epoch_batches(loader, sampler, epoch, config, rank, f"{stage} {epoch + 1}/{epochs}", resume)
+            for passed, batch in batches:
                 x = _inputs(
                     batch,
                     device,
@@ -348,13 +362,25 @@ def train(config: TrainConfig) -> dict:
                 scaler.update()
                 total += float(loss.detach())
                 steps += 1
+                step += 1
                 batches_seen += 1
+                if trace is not None:
+                    trace.write(step, stage, epoch, batch["key"], float(loss.detach()))
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    where = {"stage": stage, "epoch": epoch, "pass": passed, "step": step, "steps": steps}
+                    where |= {"loss_total": total, "loader": loader.state_dict()}
+                    where |= _rng_states(generator, device, world)
+                    if rank == 0:  # one writer; the sampler position is the same on every rank
+                        progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
+                        progress |= {"scaler": scaler.state_dict(), "position": where}
+                        _save(out, model, optimizer, progress, num_classes, config, options)
+            position = None
             mean = _mean_across_ranks(total / max(steps, 1), device, world)
             log_rows.append({"stage": stage, "epoch": epoch + 1, "loss": round(mean, 6)})
+            done = dict(done, **{stage: epoch + 1})
             if rank == 0:
-                done = dict(state.get("epochs_done", {}), **{stage: epoch + 1})
-                state = {"epochs_done": done, "stage": stage, "log": log_rows}
-                _save(out, model, optimizer, state, num_classes, config, options)
+                progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
+                _save(out, model, optimizer, progress | {"scaler": scaler.state_dict()}, num_classes, config, options)
     if rank == 0:
         _write_log(out / "train_log.csv", log_rows)
     summary = {
@@ -489,17 +515,48 @@ def _mean_across_ranks(value: float, device: torch.device, world: int) -> float:
     return float(t) / world
 
 
-def _epoch_batches(loader, sampler, epoch: int, config: TrainConfig, rank: int, desc: str):
-    """The batches of one epoch: ``passes_per_epoch`` identity-balanced passes, each its own
-    sampler epoch, cut at ``max_steps_per_epoch``."""
-    steps = 0
-    for r in range(config.passes_per_epoch):
+def _epoch_batches(loader, sampler, epoch: int, config: TrainConfig, rank: int, desc: str, resume: dict | None):
+    """``(pass, batch)`` for one epoch: ``passes_per_epoch`` identity-balanced passes, each its own
+    sampler epoch, cut at ``max_steps_per_epoch``; from a mid-epoch ``resume`` position when given."""
+    steps = resume["steps"] if resume else 0
+    for r in range(resume["pass"] if resume else 0, config.passes_per_epoch):
         sampler.set_epoch(epoch * config.passes_per_epoch + r)
+        if resume and r == resume["pass"]:
+            loader.load_state_dict(resume["loader"])  # the next iter goes on after its last batch
         for batch in _progress(loader, rank, desc):
             if config.max_steps_per_epoch is not None and steps >= config.max_steps_per_epoch:
                 return
             steps += 1
-            yield batch
+            yield r, batch
+
+
+def _rng_states(generator: torch.Generator, device: torch.device, world: int) -> dict:
+    """Every rank's augmentation and torch random states (gathered: rank 0 writes them all)."""
+    states = [generator.get_state(), torch.get_rng_state()]
+    if world > 1:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, states)
+    else:
+        gathered = [states]
+    return {"generator": [g for g, _ in gathered], "rng": [r for _, r in gathered]}
+
+
+class _Trace:
+    """``trace-rank<r>.jsonl``: one line per step (step, stage, epoch, loss, the batch's sample keys).
+
+    On resume, lines after the checkpoint's step (written before the job died) are dropped first.
+    """
+
+    def __init__(self, out: Path, rank: int, step: int) -> None:
+        self.path = out / f"trace-rank{rank}.jsonl"
+        kept = []  # a fresh run (step 0) starts an empty trace
+        if step and self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, step: int, stage: str, epoch: int, keys: list[str], loss: float) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, "stage": stage, "epoch": epoch + 1, "loss": loss, "keys": keys}) + "\n")
 
 
 def _progress(loader, rank: int, desc: str):
@@ -583,7 +640,8 @@ def _resume(path: Path, model: nn.Module, resume: bool) -> dict:
         return {}
     saved = read_checkpoint(path)
     model.load_state_dict(saved["model"])
-    return {k: saved[k] for k in ("epochs_done", "stage", "log", "optimizer") if k in saved}
+    keep = ("epochs_done", "stage", "log", "step", "optimizer", "scaler", "position")
+    return {k: saved[k] for k in keep if k in saved}
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

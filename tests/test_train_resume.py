@@ -1,0 +1,63 @@
+"""A training run killed mid-epoch (SIGKILL) and resumed equals the uninterrupted run: batches and parameters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from conftest import cpu_train_config
+
+from reidmodels.backbone import TINY
+from reidmodels.engine import train
+
+
+def _options(workers: int) -> dict:
+    # 6 train identities, P=1: 6 steps per epoch; stage 1 (6 steps) then 3 epochs of stage 2
+    return dict(backbone=TINY, p=1, k=4, stage1_epochs=1, epochs=3, lr=3e-4, workers=workers)
+
+
+def _trace(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "trace-rank0.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_killed_run_resumes_to_the_same_batches_and_parameters(converted, tmp_path, workers):
+    data = converted("market1501")
+    whole = train(cpu_train_config(data, tmp_path / "whole", trace=True, checkpoint_every=4, **_options(workers)))
+    expected = _trace(tmp_path / "whole")
+    assert [row["step"] for row in expected] == list(range(1, 25))
+
+    run = tmp_path / "killed"
+    section = {"train": {**cpu_train_config(data, run, trace=True, checkpoint_every=4, **_options(workers)).__dict__}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(section))
+    job = subprocess.Popen(
+        [sys.executable, "-m", "reidmodels", "train", "--params", str(tmp_path / "params.yaml")],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    trace = run / "trace-rank0.jsonl"
+    while job.poll() is None and not (trace.is_file() and len(trace.read_text().splitlines()) >= 10):
+        time.sleep(0.005)
+    job.send_signal(signal.SIGKILL)  # preempted: no handler, no cleanup
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()[-2000:]
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    stopped = saved["position"]["step"]
+    assert stopped >= 8 and stopped % 4 == 0 and saved["position"]["stage"] == "stage2"
+
+    resumed = train(cpu_train_config(data, run, trace=True, checkpoint_every=4, **_options(workers)))
+    assert resumed["batches"] == 24 - stopped  # only what the checkpoint had not done
+    assert [row["keys"] for row in _trace(run)] == [row["keys"] for row in expected]
+    assert [row["loss"] for row in _trace(run)][stopped:] == [row["loss"] for row in expected][stopped:]
+    assert resumed["param_sha256"] == whole["param_sha256"]
+    final = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert "position" not in final and final["epochs_done"] == {"stage1": 1, "stage2": 3}
+    assert not list(run.glob("*.tmp"))
