@@ -48,9 +48,7 @@ def _run(args) -> int:
 
     if args.command == "train":
         config = load_config(TrainConfig, args.params, args.section, data=args.data, out=args.out)
-        summary = train(config)
-        if summary["rank"] == 0:
-            print(json.dumps(summary))
+        print(json.dumps(train(config)))  # one line per rank: its batches and parameter hash
         return 0
     config = load_config(
         EvalConfig, args.params, args.section, data=args.data, out=args.out, checkpoint=args.checkpoint

@@ -276,8 +276,8 @@ def train(config: TrainConfig) -> dict:
     device = _device(config.device, local_rank)
     torch.manual_seed(config.seed)
     out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)  # every rank: each writes its own trace here
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     size = tuple(config.image_size)
     data = open_dataset(config.data)
