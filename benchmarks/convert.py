@@ -38,14 +38,16 @@ def _lines(images: int) -> dict[str, list[str]]:
     rng = np.random.default_rng(0)
     share = {"train": 0.239, "val": 0.019, "query": 0.092, "gallery": 0.65}
     out: dict[str, list[str]] = {}
+    serial = 0  # names unique across the four lists
     for split, fraction in share.items():
         count, ids = int(images * fraction), 1041 if split in ("train", "val") else 3060
         lines = []
-        for i in range(count):
+        for i in range(serial, serial + count):
             pid = i % ids
             cam = int(rng.integers(1, 16))
-            lines.append(f"{pid:04d}/{pid:04d}_{i:03d}_{cam:02d}_0303morning_{i % 9999:04d}_{i % 7} {pid}")
+            lines.append(f"{pid:04d}/{pid:04d}_{i % 1000:03d}_{cam:02d}_0303morning_{i % 9999:04d}_{i % 7}.jpg {pid}")
         out[split] = lines
+        serial += count
     return out
 
 

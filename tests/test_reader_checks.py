@@ -74,7 +74,7 @@ def test_a_damaged_tar_header_is_an_error_under_both_readers(copy):
         _read_all_map(mapped)
     with pytest.raises(
         ReidDataError,
-        match=r"train-000000.tar: dataset \w{16}: sample train_0000002 is cut short after 2 whole samples",
+        match=r"train-000000.tar: dataset \w{16}: sample train_0000002, after 2 whole samples: damaged tar header",
     ):
         _stream_keys(stream)
 
@@ -95,7 +95,9 @@ def test_a_key_swap_in_a_resealed_index_is_caught_by_both_readers(copy):
         ReidDataError, match="holds member 'train_0000001.jpg' where the index places sample 'train_0000000'"
     ):
         mapped[0]
-    with pytest.raises(ReidDataError, match="holds sample 'train_0000000' where the index places 'train_0000001'"):
+    with pytest.raises(
+        ReidDataError, match="holds member 'train_0000000.jpg' where the index places sample 'train_0000001'"
+    ):
         _stream_keys(stream)
 
 

@@ -108,3 +108,16 @@ def test_verify_and_stats_work_on_a_url(dataset, http, capsys):
     assert f"{url}: ok" in capsys.readouterr().out
     assert main(["stats", url]) == 0
     assert "protocol  match   queries" in capsys.readouterr().out
+
+
+def test_streaming_from_storage_keeps_nothing_unless_asked(dataset, http, tmp_path):
+    ds = open_dataset(f"{http.url}/{dataset.name}", cache_dir=tmp_path / "cache")
+    shards = [s["name"] for s in ds.split_shards("train")]
+    before = Counter(http.gets)
+    keys = [s["key"] for s in StreamingDataset(ds, "train", decode=None, shuffle=0)]
+    assert len(keys) == len(set(keys)) == ds.manifest["splits"]["train"]["samples"]
+    assert not list((tmp_path / "cache").rglob("*.tar"))  # verified in a temporary file, then dropped
+    assert all((Counter(http.gets) - before)[f"{dataset.name}/{name}"] == 1 for name in shards)
+    kept = [s["key"] for s in StreamingDataset(ds, "train", decode=None, shuffle=0, cache=True)]
+    assert kept == keys
+    assert sorted(p.name for p in (tmp_path / "cache" / ds.version).glob("*.tar")) == sorted(shards)
