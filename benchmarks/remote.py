@@ -1,9 +1,9 @@
 """Benchmark: reading a dataset from loopback HTTP and S3 servers against local reads, cold and warm cache.
 
-    python benchmarks/remote.py [--work DIR] [--images 40000] [--workers 2] [--decode numpy|none]
+    python benchmarks/remote.py [--work DIR] [--images 126441] [--workers 2] [--decode numpy|none]
 
-An MSMT17-like tree of --images JPEG files (the generator of `benchmarks/convert.py`,
-built once and cached in --work) is converted, then served by the test suite's real
+The MSMT17-sized tree of `benchmarks/convert.py` (--images JPEG files, built once and
+cached in --work) is converted, then served by the test suite's real
 servers on 127.0.0.1: aiohttp's Range-capable static server and moto's S3 server.
 Each run reads one whole epoch of the train split through DataLoader(num_workers =
 --workers, batch_size=64), decoded and resized to 256x128 (or raw bytes with
@@ -83,14 +83,14 @@ def _readers(location: str, cache: Path, decode: str | None, stream_cache: bool)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "reiddata-bench"))
-    parser.add_argument("--images", type=int, default=40_000)
+    parser.add_argument("--images", type=int, default=126_441)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--decode", choices=["numpy", "none"], default="numpy")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     decode = None if args.decode == "none" else args.decode
     work = Path(args.work)
-    tree = build_tree(work / f"tree-{args.images}", args.images)
+    tree = build_tree(work / "tree", args.images)  # shared with benchmarks/convert.py
     shards = work / f"remote-{args.images}" / "msmt17"
     if not (shards / "manifest.json").is_file():
         convert("msmt17", tree, shards, workers=2, overwrite=True)

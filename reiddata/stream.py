@@ -40,6 +40,7 @@ import os
 import random
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,10 +204,25 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             return open(local, "rb", buffering=1 << 20)
         return fetch_verified(data.storage, shard, data.shards[shard])
 
-    def _samples(self, segment: Segment) -> Iterator[dict]:
+    def _opened(self, segments: list[Segment]) -> Iterator[tuple[Segment, Future]]:
+        """Each segment with its shard being opened; a remote shard is fetched while the one
+        before it is read, so the network and the decoding overlap."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = [pool.submit(self._open, segments[0].shard)] if segments else []
+            try:
+                for i, segment in enumerate(segments):
+                    if i + 1 < len(segments):
+                        ahead.append(pool.submit(self._open, segments[i + 1].shard))
+                    yield segment, ahead.pop(0)
+            finally:  # an abandoned iteration: close what was opened ahead
+                for future in ahead:
+                    if future.exception() is None:
+                        future.result().close()
+
+    def _samples(self, segment: Segment, opened: Future) -> Iterator[dict]:
         """The members of each sample of one byte range, each checked against the index (key, headers, size)."""
         file = self.dataset.shard_path(segment.shard)
-        with self._open(segment.shard) as f:
+        with opened.result() as f:
             for count, (key, offset, size) in enumerate(zip(segment.keys, segment.offsets, segment.sizes)):
                 f.seek(offset)  # samples lie back to back: a seek inside the read buffer
                 data = f.read(size)
@@ -228,7 +244,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         resume, self._resume_at = self._resume_at, 0
         first = resume // block  # the block holding the resume position
         segments = self.segments(worker, workers, skip=first * block)
-        samples = itertools.chain.from_iterable(self._samples(s) for s in segments)
+        samples = itertools.chain.from_iterable(self._samples(s, f) for s, f in self._opened(segments))
         if self.shuffle:
             seed = f"{self.seed}/{self.epoch}/{self.rank}/{worker}"
             samples = _block_shuffled(samples, block, first, seed)

@@ -59,7 +59,7 @@ def test_a_resumed_stream_reads_only_the_block_it_stopped_in(converted):
     whole = keys(list(data))
     read, decoded = [], []
     samples, decoder = data._samples, data.decoder
-    data._samples = lambda segment: (read.append(s) or s for s in samples(segment))
+    data._samples = lambda segment, opened: (read.append(s) or s for s in samples(segment, opened))
     data.decoder = lambda raw: decoded.append(raw) or decoder(raw)
     data.load_state_dict({"epoch": 0, "samples_yielded": 23, "version": data.dataset.version})
     assert keys(list(data)) == whole[23:]
