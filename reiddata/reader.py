@@ -249,6 +249,21 @@ def read_members(data: bytes, key: str | None = None) -> dict[str, bytes]:
     return out
 
 
+def checked_members(data: bytes, size: int, key: str, *, file, version: str, where: str = "") -> dict[str, bytes]:
+    """:func:`read_members` of one sample's ``size`` bytes as read (a short read means a
+    truncated shard), or an error naming the file, the dataset and the sample."""
+    try:
+        if len(data) != size:
+            raise ValueError(f"the shard ends {size - len(data)} bytes short of the {size} the index gives")
+        return read_members(data, key)
+    except ValueError as exc:
+        raise bad_input(
+            file,
+            f"dataset {version}: sample {key}{where}: {exc}",
+            "run `reiddata verify`; copy the dataset again or convert again",
+        ) from None
+
+
 def decode_image(data: bytes, mode: str):
     """A JPEG as a PIL image (``pil``) or an RGB uint8 array (``numpy``, via OpenCV: faster)."""
     if mode == "numpy":
@@ -412,16 +427,7 @@ class ShardDataset:
         c = self._columns
         shard, size, key = c["shard"][i], c["size"][i], self.keys[i]
         data = os.pread(self._fd(shard), size, c["offset"][i])
-        try:
-            if len(data) != size:
-                raise ValueError(f"the shard ends before the {size} bytes the index gives")
-            return read_members(data, key)
-        except ValueError as exc:
-            raise bad_input(
-                self.dataset.shard_path(shard),
-                f"sample {key} of dataset {self.dataset.version}: {exc}",
-                "run `reiddata verify`; copy the dataset again or convert again",
-            ) from None
+        return checked_members(data, size, key, file=self.dataset.shard_path(shard), version=self.dataset.version)
 
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < len(self.rows):

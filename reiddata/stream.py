@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 import torch.utils.data
 
-from .errors import ReidDataError, bad_input
-from .reader import ReidDataset, SampleDecoder, open_dataset, read_members
+from .errors import ReidDataError
+from .reader import ReidDataset, SampleDecoder, checked_members, open_dataset
 from .samplers import rank_and_world
 from .storage import fetch_verified
 
@@ -226,16 +226,8 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             for count, (key, offset, size) in enumerate(zip(segment.keys, segment.offsets, segment.sizes)):
                 f.seek(offset)  # samples lie back to back: a seek inside the read buffer
                 data = f.read(size)
-                try:
-                    if len(data) != size:
-                        raise ValueError(f"the shard ends {size - len(data)} bytes short of it")
-                    yield read_members(data, key)
-                except ValueError as exc:
-                    raise bad_input(
-                        file,
-                        f"dataset {self.dataset.version}: sample {key}, after {count} whole samples: {exc}",
-                        "run `reiddata verify`; copy the shard again",
-                    ) from None
+                where = f", after {count} whole samples"
+                yield checked_members(data, size, key, file=file, version=self.dataset.version, where=where)
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()

@@ -30,7 +30,8 @@ def _run(*command: str, cwd, env) -> str:
 def _env(s3: S3Server) -> dict[str, str]:
     # no analytics, no updater: DVC talks to the loopback S3 server only
     env = {**os.environ, **s3.environment(), "DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATER": "1"}
-    return env | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    git = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return env | git
 
 
 def _repo_with_dataset(converted, path, env) -> None:

@@ -69,7 +69,7 @@ def test_a_damaged_tar_header_is_an_error_under_both_readers(copy):
     _damage_header(copy / "train-000000.tar", member=5)  # sample 2's first member
     mapped, stream = _readers(copy)
     with pytest.raises(
-        ReidDataError, match=r"train-000000.tar: sample train_0000002 of dataset \w{16}: damaged tar header"
+        ReidDataError, match=r"train-000000.tar: dataset \w{16}: sample train_0000002: damaged tar header"
     ):
         _read_all_map(mapped)
     with pytest.raises(
