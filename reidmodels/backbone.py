@@ -3,11 +3,19 @@
 - Built with no network access: ``pretrained`` is None (random init), an open_clip
   tag (``openai``: downloaded by open_clip where the network allows) or a local
   checkpoint path; when neither can be had the error says which and what to do.
+- OpenAI CLIP's architecture with **QuickGELU** in every block (``force_quick_gelu``):
+  every method here is defined on OpenAI's weights, which were trained with it, and
+  plain GELU under them loses accuracy silently (open_clip issue #771).
 - Input 256x128 (H x W): the 16x16 patches give a 16x8 grid. Pretrained weights
-  come at 224x224 (14x14); their positional embeddings are resized bicubically.
-- ``encode_image`` returns the pooled (projected) feature and the patch tokens, and
-  can insert deep visual prompt tokens (learned tokens after the class token, new
-  ones at every block, as in VPT-deep / LATex).
+  come at 224x224 (14x14); their positional embeddings are resized **bilinearly**, as
+  the CLIP-ReID, LATex and VSLA-CLIP code do.
+- Weights load strictly: a checkpoint must hold every key of the architecture but
+  those in ``ALLOWED_MISSING`` (none), and nothing else.
+- ``image_features`` gives the penultimate block's class token (CLIP-ReID's layer-11
+  feature), the ``ln_post`` class token, its projection and the patch tokens;
+  ``encode_image`` the projected feature and tokens. Both can insert deep visual
+  prompt tokens (learned tokens after the class token, new ones at every block, as
+  in VPT-deep / LATex).
 - ``encode_text_embeddings`` runs the text encoder on token *embeddings*, so learned
   or computed tokens can sit inside a tokenized template (CLIP-ReID's ID tokens).
 - ``reid-tiny``: a registered tiny config (2 layers, width 64) for fast CPU tests.
@@ -46,12 +54,15 @@ def _open_clip():
     return open_clip
 
 
+ALLOWED_MISSING: tuple[str, ...] = ()  # keys a pretrained checkpoint may lack: none
+
+
 def _resize_positions(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Class position + a (h, w) grid resized bicubically from the checkpoint's square grid."""
+    """Class position + a (h, w) grid resized bilinearly from the checkpoint's square grid."""
     cls, patches = pos[:1], pos[1:]
     side = int(round(patches.shape[0] ** 0.5))
     patches = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    patches = F.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
+    patches = F.interpolate(patches, size=grid, mode="bilinear", align_corners=False)
     return torch.cat([cls, patches.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
 
 
@@ -103,31 +114,50 @@ class CLIPBackbone(nn.Module):
         ``prompts`` (layers, n, width): deep visual prompts; layer 0's are inserted
         after the class token, and every later block replaces them with its own.
         """
-        x, n = self._blocks(images, prompts)
+        x, n, _ = self._blocks(images, prompts)
         return self._project(torch.cat([x[:, :1], x[:, 1 + n :]], dim=1))  # prompts out: class + patches
 
     def encode_image_prompts(
-        self, images: torch.Tensor, prompts: torch.Tensor, keep: int
+        self, images: torch.Tensor, prompts, keep: int, *, ln_post: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(projected class feature (N, D), the last block's first ``keep`` prompt outputs,
-        through the same ``ln_post`` and projection (N, keep, D)): LATex's attribute tokens."""
-        x, n = self._blocks(images, prompts)
-        pooled, _ = self._project(torch.cat([x[:, :1], x[:, 1 + n :]], dim=1))
-        kept = self.visual.ln_post(x[:, 1 : 1 + keep])
+        """(projected class feature (N, D), the last block's first ``keep`` prompt outputs
+        (N, keep, D)), both through ``ln_post`` (unless ``ln_post=False``, as LATex's code)
+        and the projection: LATex's global feature and attribute tokens."""
+        x, n, _ = self._blocks(images, prompts)
+        tokens = torch.cat([x[:, :1], x[:, 1 : 1 + keep]], dim=1)
+        if ln_post:
+            tokens = self.visual.ln_post(tokens)
         if self.visual.proj is not None:
-            kept = kept @ self.visual.proj
-        return pooled, kept
+            tokens = tokens @ self.visual.proj
+        return tokens[:, 0], tokens[:, 1:]
 
-    def _blocks(self, images: torch.Tensor, prompts: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    def image_features(self, images: torch.Tensor, prompts: torch.Tensor | None = None) -> dict:
+        """``penultimate``: the class token after all blocks but the last, as it leaves that
+        block (CLIP-ReID's layer-11 feature, width); ``cls``: the last block's class token
+        through ``ln_post`` (width); ``proj``: that projected (embed_dim); ``tokens``: the
+        patch tokens through ``ln_post`` and the projection."""
+        x, n, penultimate = self._blocks(images, prompts)
+        x = self.visual.ln_post(torch.cat([x[:, :1], x[:, 1 + n :]], dim=1))
+        projected = x @ self.visual.proj if self.visual.proj is not None else x
+        return {"penultimate": penultimate, "cls": x[:, 0], "proj": projected[:, 0], "tokens": projected[:, 1:]}
+
+    def _blocks(self, images: torch.Tensor, prompts) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """The blocks' output, the number of prompt tokens in it (after the class token) and
+        the penultimate block's class token. ``prompts[i]`` (n_i, width): block i's deep
+        prompts (a tensor (layers, n, width) or a list, one per block; fewer than the blocks:
+        the later blocks run without); each block's replace the ones before."""
         x = self.visual._embeds(images)  # (N, 1 + h*w, width), ln_pre applied
-        n = 0 if prompts is None else prompts.shape[1]
-        for i, block in enumerate(self.visual.transformer.resblocks):
-            if prompts is not None and i < prompts.shape[0]:
+        blocks = self.visual.transformer.resblocks
+        penultimate, n = x[:, 0], 0
+        for i, block in enumerate(blocks):
+            if prompts is not None and i < len(prompts):
                 layer = prompts[i].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
-                rest = x[:, 1 + n :] if i > 0 else x[:, 1:]
-                x = torch.cat([x[:, :1], layer, rest], dim=1)
+                x = torch.cat([x[:, :1], layer, x[:, 1 + n :]], dim=1)
+                n = layer.shape[1]
             x = self._block(block, x)
-        return x, n
+            if i == len(blocks) - 2:
+                penultimate = x[:, 0]
+        return x, n, penultimate
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled, tokens = self.visual._pool(x)
@@ -149,11 +179,15 @@ class CLIPBackbone(nn.Module):
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.clip.token_embedding(tokens)
 
-    def encode_text_embeddings(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
-        """Text features of token embeddings (N, L, width); ``eot``: each row's end-token position."""
+    def encode_text_embeddings(
+        self, embeddings: torch.Tensor, eot: torch.Tensor, *, causal: bool = True
+    ) -> torch.Tensor:
+        """Text features of token embeddings (N, L, width); ``eot``: each row's end-token
+        position. ``causal=False``: every token sees every other (LATex's code builds its
+        text encoder without CLIP's mask)."""
         clip = self.clip
         x = embeddings + clip.positional_embedding.to(embeddings.dtype)
-        x = clip.transformer(x, attn_mask=clip.attn_mask)
+        x = clip.transformer(x, attn_mask=clip.attn_mask if causal else None)
         x = clip.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot]
         return x @ clip.text_projection
@@ -169,12 +203,23 @@ def build_clip(
     open_clip = _open_clip()
     if name not in open_clip.list_models():
         raise ValueError(f"unknown model {name!r}: open_clip has {', '.join(open_clip.list_models()[:8])}, ...")
-    model = open_clip.create_model(name, pretrained=None, force_image_size=image_size)
+    model = open_clip.create_model(name, pretrained=None, force_image_size=image_size, force_quick_gelu=True)
     if pretrained:
         state = _pretrained_state(open_clip, name, pretrained)
         pos = "visual.positional_embedding"
         grid = (image_size[0] // model.visual.patch_size[0], image_size[1] // model.visual.patch_size[1])
         if state[pos].shape != model.visual.positional_embedding.shape:
             state[pos] = _resize_positions(state[pos], grid)
-        model.load_state_dict(state, strict=False)
+        _load_strictly(model, state, pretrained)
     return CLIPBackbone(model, image_size)
+
+
+def _load_strictly(model: nn.Module, state: dict, source: str) -> None:
+    """Every key of the architecture from ``state`` (but ``ALLOWED_MISSING``), no key it does not have."""
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k not in ALLOWED_MISSING]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{source}: not a checkpoint of this architecture: missing {missing[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]} ({len(missing)} and {len(result.unexpected_keys)} in all)"
+        )

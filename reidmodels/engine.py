@@ -1,11 +1,15 @@
-"""Training and evaluation on reiddata shards: configs, loops, checkpoints, metrics.
+"""Training and evaluation of any registered method on reiddata shards.
 
-``train(config)`` runs CLIP-ReID's two stages (images) or FT-CLIP (tracklets) on
-identity-balanced P x K batches, with AMP on CUDA, a checkpoint per epoch (resumable)
-and a CSV of losses. Under ``torchrun`` (WORLD_SIZE > 1) it runs DDP: every rank
-takes disjoint batches from the sampler; only rank 0 logs and writes files.
-``evaluate(config)`` extracts features once per (dataset version, checkpoint) and
-reports CMC/mAP/mINP for every protocol with the protocol's match rule.
+``train(config)`` builds the method named in the config (``reidmodels.methods``),
+resolves its official recipe with the config's ``hparams`` overrides, and runs its
+stages in order: per stage, the parameters the method says train, its optimiser
+groups and schedule, identity-balanced P x K batches (or features computed once for
+a ``features`` stage), AMP on CUDA, checkpoints per epoch and every
+``checkpoint_every`` steps (resumed exactly mid-epoch through torchdata's
+``StatefulDataLoader``), DDP under ``torchrun``. ``evaluate(config)`` extracts the
+method's test feature once per (dataset version, checkpoint), scores every protocol
+with its own match rule, and adds the method's extra metrics. Nothing here knows a
+method by name.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,36 +33,25 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from reiddata import IdentityBalancedSampler, ShardDataset, open_dataset
 
-from . import losses
-from .backbone import IMAGE_SIZE, MEAN, STD, build_clip
-from .cerberus import GLOBAL_GROUPS, IMAGENET_MEAN, IMAGENET_STD, PART_GROUPS, Cerberus
-from .evaluation import evaluate_protocol, label_based_mean_accuracy, retrieval_metrics
-from .latex import VIEWS, LATex
-from .models import CLIPReID, dataset_facts, make_model, model_options
+from .evaluation import evaluate_protocol
+from .methods import Method, Recipe, dataset_facts, get_method
+from .methods.base import VIEWS, lr_factor
 
-__all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "train"]
+# torchdata's StatefulDataLoader calls a torch function that torch has deprecated (harmless)
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+
+__all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "load_trained", "train"]
 
 
 @dataclass
 class TrainConfig:
-    data: str  # a converted dataset (reiddata convert)
-    out: str  # run folder: checkpoint.pt, train_log.csv, config.json
-    model: str = "clip-reid"  # ft-clip (tracklets), latex (aerial-ground), cerberus (attributes + SIDs)
+    data: str  # a converted dataset (reiddata convert): a folder or a URL
+    out: str  # run folder: checkpoint.pt, train_log.csv, config.json, recipe.json
+    method: str  # a name of reidmodels.METHODS
     backbone: str = "ViT-B-16"
-    pretrained: str | None = None  # open_clip tag (online) or local checkpoint (cerberus: torchvision resnet50)
-    image_size: list[int] = field(default_factory=lambda: list(IMAGE_SIZE))
-    p: int = 16
-    k: int = 4
-    stage1_epochs: int = 60  # clip-reid: ID text tokens
-    epochs: int = 60  # image encoder (clip-reid stage 2, ft-clip)
-    lr: float = 5e-6
-    stage1_lr: float = 3.5e-4
-    weight_decay: float = 1e-4
-    prompt_tokens: int = 4
-    triplet_margin: float | None = 0.3  # None: soft margin
-    label_smoothing: float = 0.1
-    clip_length: int = 8  # tracklets: frames per training clip (sparse temporal sampling)
-    clip_mode: str = "restricted"
+    pretrained: str | None = None  # open_clip tag (online) or local checkpoint (ResNet methods: torchvision's)
+    options: dict = field(default_factory=dict)  # the method's constructor options (prompts, shared_tokens, ...)
+    hparams: dict = field(default_factory=dict)  # overrides of the method's official recipe: p, k, stages: {...}
     workers: int = 2
     device: str = "auto"  # auto: CUDA when present
     amp: bool = True  # only on CUDA
@@ -65,18 +60,6 @@ class TrainConfig:
     checkpoint_every: int | None = None  # also checkpoint every N steps, mid-epoch (resumes exactly there)
     trace: bool = False  # write trace-rank<r>.jsonl: each step's sample keys and loss, per rank
     max_steps_per_epoch: int | None = None  # for smoke runs
-    optimizer: str = "adamw"  # or adam
-    passes_per_epoch: int = 1  # identity-balanced passes (every identity once each) per epoch
-    warmup_epochs: int = 0  # linear warm-up from lr / 100
-    cosine: bool = False  # cosine decay to min_lr after the warm-up
-    min_lr: float = 1.6e-6
-    pad: int = 0  # pad then random crop back (pixels)
-    random_erasing: float = 0.0  # probability per image
-    prompts: int = 15  # latex: deep prompts per layer (AG-ReID.v1 15, v2 128, CARGO 256)
-    shared_tokens: int = 8  # latex: K shared text tokens (v1 and CARGO 8, v2 16)
-    full: bool = False  # latex-full: the CLIP image encoder trains too, at backbone_lr
-    backbone_lr: float = 5e-6
-    attribute_smoothing: float = 0.1
 
 
 @dataclass
@@ -87,54 +70,18 @@ class EvalConfig:
     batch_size: int = 64
     workers: int = 2
     device: str = "auto"
-    clip_length: int = 8
-    clip_mode: str = "restricted"
+    clip_length: int | None = None  # tracklets: None = the method's recipe
+    clip_mode: str | None = None
     metric: str = "cosine"
     cache: str | None = None  # feature cache folder (default: <out>/features)
 
 
-# A method's own defaults, under what the section sets: LATex's paper hyper-parameters.
-MODEL_DEFAULTS = {
-    "latex": {
-        "optimizer": "adam",
-        "lr": 3.5e-4,
-        "weight_decay": 0.1,
-        "warmup_epochs": 5,
-        "cosine": True,
-        "p": 16,
-        "k": 8,
-        "epochs": 120,
-        "pad": 10,
-        "random_erasing": 0.5,
-    },
-    # Cerberus: Adam, warm-up from 1% then cosine, 16 ids x 4, 384x128, flip + erasing;
-    # 120 x 4 identity passes ~ the paper's 24k iterations on Market-1501 (751 ids / 16).
-    "cerberus": {
-        "optimizer": "adam",
-        "lr": 3.5e-4,
-        "weight_decay": 5e-4,
-        "warmup_epochs": 10,
-        "cosine": True,
-        "p": 16,
-        "k": 4,
-        "image_size": [384, 128],
-        "epochs": 120,
-        "passes_per_epoch": 4,
-        "random_erasing": 0.5,
-    },
-}
-
-
 def load_config(cls, path: str | Path, section: str, **overrides):
-    """A config dataclass from a YAML file's ``section`` (a params.yaml), with overrides;
-    keys the section leaves out take the model's defaults (``MODEL_DEFAULTS``), then the
-    dataclass's."""
+    """A config dataclass from a YAML file's ``section`` (a params.yaml), with overrides."""
     import yaml
 
     values = dict(yaml.safe_load(Path(path).read_text()).get(section) or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if cls is TrainConfig:
-        values = {**MODEL_DEFAULTS.get(values.get("model", ""), {}), **values}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -166,24 +113,24 @@ def _distributed_init(device_name: str) -> tuple[int, int, int]:
 def _to_uint8_tensor(size: tuple[int, int]):
     import cv2
 
-    def transform(image: np.ndarray) -> torch.Tensor:
-        resized = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    def transform(image: np.ndarray) -> torch.Tensor:  # bicubic, as the official transforms resize
+        resized = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
         return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
 
     return transform
 
 
 class Collate:
-    """What training and feature extraction use of a batch: pixels, label, pid, camid,
-    view index and attribute value indices (-1 where a sample has none).
+    """A batch as the methods read it: pixels, label, pid, camid, view index, keys and the
+    fields the method declares: attribute value indices and SIDs (-1 where a sample has none).
 
     (The default collate cannot batch ``attributes``, absent on distractors.)
     """
 
-    def __init__(self, names: list[str] = (), values: list[list[str]] = (), sid_groups: list[str] = ()) -> None:
-        self.names = list(names)
-        self.lookup = [{v: i for i, v in enumerate(vs)} for vs in values]
-        self.sid_groups = list(sid_groups)
+    def __init__(self, method: type[Method], facts: dict) -> None:
+        self.names = facts["attribute_names"] if "attributes" in method.fields else []
+        self.lookup = [{v: i for i, v in enumerate(vs)} for vs in facts["attribute_values"]] if self.names else []
+        self.sid_groups = list(method.sid_groups) if "sid" in method.fields else []
 
     def __call__(self, items: list[dict]) -> dict:
         out = {k: torch.as_tensor([item[k] for item in items]) for k in ("label", "pid", "camid")}
@@ -193,7 +140,7 @@ class Collate:
             out["attributes"] = torch.as_tensor(
                 [
                     [
-                        lk[item["attributes"][n]] if "attributes" in item else -1
+                        lk[item["attributes"][n]] if item.get("attributes") else -1
                         for n, lk in zip(self.names, self.lookup)
                     ]
                     for item in items
@@ -201,7 +148,7 @@ class Collate:
             )
         if self.sid_groups:
             out["sid"] = torch.as_tensor(
-                [[item["sid"][g] if "sid" in item else -1 for g in self.sid_groups] for item in items]
+                [[item["sid"][g] if item.get("sid") else -1 for g in self.sid_groups] for item in items]
             )
         if "image" in items[0]:
             out["image"] = torch.stack([item["image"] for item in items])
@@ -214,39 +161,40 @@ def _inputs(
     batch: dict,
     device: torch.device,
     *,
-    flip: bool,
-    generator: torch.Generator | None,
-    pad: int = 0,
-    erasing: float = 0.0,
-    stats: tuple = (MEAN, STD),
+    stats: tuple,
+    generator: torch.Generator | None = None,
+    recipe: Recipe | None = None,
 ) -> torch.Tensor:
     """Normalised float images (N, 3, H, W) or clips (N, T, 3, H, W) on ``device``.
 
-    Train-time augmentation on the device, per sample (per tracklet: the whole clip):
-    horizontal flip, zero padding + random crop back, random erasing (Zhong et al.).
+    With a ``recipe`` (training), augmentation on the device, per sample (per tracklet:
+    the whole clip): horizontal flip, zero padding + random crop back, random erasing.
     """
     x = batch["image"] if "image" in batch else torch.stack(batch["frames"], dim=1)
     x = x.to(device, non_blocking=True).float().div_(255)
     mean = torch.tensor(stats[0], device=device).view(3, 1, 1)
     std = torch.tensor(stats[1], device=device).view(3, 1, 1)
     x = (x - mean) / std
+    if recipe is None:
+        return x
     n, shape = x.shape[0], [1] * (x.dim() - 1)
-    if flip:
-        mask = torch.rand(n, generator=generator).to(device) < 0.5
+    if recipe.flip:
+        mask = torch.rand(n, generator=generator).to(device) < recipe.flip
         x = torch.where(mask.view(-1, *shape), x.flip(-1), x)
-    if pad:
+    if recipe.pad:
+        pad = recipe.pad
         h, w = x.shape[-2:]
         padded = nn.functional.pad(x.flatten(0, -4), (pad, pad, pad, pad)).view(*x.shape[:-2], h + 2 * pad, w + 2 * pad)
         offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).tolist()
         x = torch.stack([padded[i, ..., dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
-    if erasing:
-        x = _random_erasing(x, erasing, generator)
+    if recipe.random_erasing:
+        x = _random_erasing(x, recipe.random_erasing, generator)
     return x
 
 
-def _pixel_stats(model: nn.Module) -> tuple:
-    """Input normalisation of the model's backbone: CLIP's, or ImageNet's for Cerberus's ResNet-50."""
-    return (IMAGENET_MEAN, IMAGENET_STD) if isinstance(model, Cerberus) else (MEAN, STD)
+def _on_device(batch: dict, device: torch.device) -> dict:
+    """The batch's labels and declared fields on ``device`` (what ``forward`` and ``loss`` read)."""
+    return {k: v.to(device) for k, v in batch.items() if k in ("label", "view", "attributes", "sid", "feature")}
 
 
 def _random_erasing(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -277,27 +225,30 @@ def train(config: TrainConfig) -> dict:
     torch.manual_seed(config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)  # every rank: each writes its own trace here
+    method = get_method(config.method)
+    recipe = method.recipe.with_overrides(config.hparams)
     if rank == 0:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    size = tuple(config.image_size)
+        (out / "recipe.json").write_text(json.dumps(recipe.as_dict(), indent=2) + "\n")
     data = open_dataset(config.data)
-    video = data.kind == "video"
-    if video != (config.model == "ft-clip"):
-        raise ValueError(f"model {config.model} does not fit a dataset of kind {data.kind} (use ft-clip for tracklets)")
     facts = dataset_facts(data)
-    options = _model_options(config, facts)
+    if facts["kind"] != method.kind:
+        raise ValueError(f"method {method.name} trains on {method.kind} datasets; {config.data} holds {data.kind}")
+    model = method.build(
+        facts, backbone=config.backbone, pretrained=config.pretrained, image_size=recipe.image_size, **config.options
+    )
+    model.to(device)
     train_set = ShardDataset(
         data,
         "train",
         decode="numpy",
-        transform=_to_uint8_tensor(size),
-        clip_mode=config.clip_mode,
-        clip_length=config.clip_length,
+        transform=_to_uint8_tensor(recipe.image_size),
+        clip_mode=recipe.clip_mode,
+        clip_length=recipe.clip_length,
         seed=config.seed,
     )
-    num_classes = facts["num_classes"]  # train labels are contiguous from 0
     sampler = IdentityBalancedSampler(
-        train_set.labels, p=config.p, k=config.k, seed=config.seed, rank=rank, world_size=world
+        train_set.labels, p=recipe.p, k=recipe.k, seed=config.seed, rank=rank, world_size=world
     )
     loader = StatefulDataLoader(  # its state_dict is the sampler's and workers' position
         train_set,
@@ -305,11 +256,10 @@ def train(config: TrainConfig) -> dict:
         num_workers=config.workers,
         persistent_workers=config.workers > 0,
         pin_memory=device.type == "cuda",
-        collate_fn=_collate(config.model, facts),
+        collate_fn=Collate(method, facts),
     )
-    model = _build(config, num_classes, options)
-    model.to(device)
-    stages = ([("stage1", config.stage1_epochs)] if isinstance(model, CLIPReID) else []) + [("stage2", config.epochs)]
+    saved = {"method": method.name, "facts": facts, "backbone": config.backbone, "options": config.options}
+    saved |= {"recipe": recipe.as_dict(), "config": dataclasses.asdict(config)}
     state = _resume(out / "checkpoint.pt", model, config.resume)
     amp = config.amp and device.type == "cuda"
     log_rows: list[dict] = state.get("log", [])
@@ -323,41 +273,52 @@ def train(config: TrainConfig) -> dict:
     done: dict = state.get("epochs_done", {})
     batches_seen = 0
     start = time.perf_counter()
-    for stage, epochs in stages:
+    for stage in model.stages:
+        plan = recipe.stages[stage]
         first = done.get(stage, 0)
-        if first >= epochs:
+        if first >= plan.epochs:
             continue
-        groups = _parameter_groups(model, stage, config)
-        kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
-        optimizer = kind(groups, weight_decay=config.weight_decay)
+        for name, p in model.named_parameters():
+            p.requires_grad_(model.trains(name, stage))
+        groups = model.parameter_groups(stage, recipe)
+        optimizer = OPTIMIZERS[plan.optimizer](groups)
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         if state.get("stage") == stage and "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state.get("scaler", {}))
+        model.begin_stage(stage)
         wrapped = _wrap(model, device, world)
-        text = _all_text_features(model, device) if stage == "stage2" and isinstance(model, CLIPReID) else None
-        for epoch in range(first, epochs):
+        features = None
+        if plan.batches == "features":
+            features = _stage_features(model, stage, data, recipe, config.workers, loader.collate_fn, device)
+        steps_per_epoch = _steps_per_epoch(plan, recipe, facts, sampler, world, features)
+        if config.max_steps_per_epoch is not None:
+            steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+        for epoch in range(first, plan.epochs):
             train_set.set_epoch(epoch)
             for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * _lr_factor(epoch, epochs, config, group["initial_lr"])
+                group["lr"] = group["initial_lr"] * lr_factor(plan, epoch)
             model.train()
             resume = position if position and (position["stage"], position["epoch"]) == (stage, epoch) else None
             total, steps = (resume["loss_total"], resume["steps"]) if resume else (0.0, 0)
-            batches = _epoch_batches(loader, sampler, epoch, config, rank, f"{stage} {epoch + 1}/{epochs}", resume)
+            desc = f"{stage} {epoch + 1}/{plan.epochs}"
+            if features is not None:
+                batches = _feature_batches(features, plan, config.seed, epoch, steps_per_epoch, rank, world, resume)
+            else:
+                batches = _epoch_batches(loader, sampler, epoch, steps_per_epoch, rank, desc, resume)
             for passed, batch in batches:
-                x = _inputs(
-                    batch,
-                    device,
-                    flip=True,
-                    generator=generator,
-                    pad=config.pad,
-                    erasing=config.random_erasing,
-                    stats=_pixel_stats(model),
-                )
+                inputs = _on_device(batch, device)
+                if features is None:
+                    inputs["x"] = _inputs(batch, device, stats=model.pixel_stats, generator=generator, recipe=recipe)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                    loss = _loss(model, wrapped, stage, x, batch, device, text, config)
+                    loss = model.loss(wrapped(inputs, stage=stage), inputs, stage, recipe)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if plan.grad_clip:  # per parameter, as the official code clips
+                    scaler.unscale_(optimizer)
+                    for group in optimizer.param_groups:
+                        for p in group["params"]:
+                            torch.nn.utils.clip_grad_norm_(p, plan.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 total += float(loss.detach())
@@ -373,14 +334,14 @@ def train(config: TrainConfig) -> dict:
                     if rank == 0:  # one writer; the sampler position is the same on every rank
                         progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
                         progress |= {"scaler": scaler.state_dict(), "position": where}
-                        _save(out, model, optimizer, progress, num_classes, config, options)
+                        _save(out, model, optimizer, progress | saved)
             position = None
             mean = _mean_across_ranks(total / max(steps, 1), device, world)
             log_rows.append({"stage": stage, "epoch": epoch + 1, "loss": round(mean, 6)})
             done = dict(done, **{stage: epoch + 1})
             if rank == 0:
                 progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
-                _save(out, model, optimizer, progress | {"scaler": scaler.state_dict()}, num_classes, config, options)
+                _save(out, model, optimizer, progress | {"scaler": scaler.state_dict()} | saved)
     if rank == 0:
         _write_log(out / "train_log.csv", log_rows)
     summary = {
@@ -396,77 +357,75 @@ def train(config: TrainConfig) -> dict:
     return summary
 
 
-def _model_options(config: TrainConfig, facts: dict) -> dict:
-    """Constructor options, saved in the checkpoint to rebuild the model for evaluation."""
-    if config.model == "clip-reid":
-        return {"prompt_tokens": config.prompt_tokens}
-    if config.model == "latex":
-        return model_options("latex", facts, prompts=config.prompts, shared_tokens=config.shared_tokens)
-    return model_options(config.model, facts)
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
-def _build(config: TrainConfig, num_classes: int, options: dict) -> nn.Module:
-    if config.model == "cerberus":  # its own ResNet-50, ImageNet weights from a local file
-        return make_model("cerberus", None, num_classes, pretrained=config.pretrained, **options)
-    backbone = build_clip(config.backbone, pretrained=config.pretrained, image_size=tuple(config.image_size))
-    return make_model(config.model, backbone, num_classes, **options)
+def _steps_per_epoch(plan, recipe: Recipe, facts: dict, sampler, world: int, features) -> int:
+    """Batches per epoch and rank: about train images / (P K) (``images``), ``passes`` x every
+    identity once (``identities``), or the feature batches (``features``)."""
+    if plan.batches == "features":
+        batches = math.ceil(len(features["label"]) / plan.feature_batch)
+        return batches if world == 1 else batches // world
+    if plan.batches == "identities":
+        return plan.passes * len(sampler)
+    if plan.batches == "images":
+        return max(1, facts["train_samples"] // (recipe.p * recipe.k * world))
+    raise ValueError(f"unknown batches {plan.batches!r}: images, identities or features")
 
 
-def _collate(kind: str, facts: dict) -> Collate:
-    if kind == "latex":
-        return Collate(facts["attribute_names"], facts["attribute_values"])
-    if kind == "cerberus":
-        return Collate(sid_groups=list(GLOBAL_GROUPS + PART_GROUPS))
-    return Collate()
+def _epoch_batches(loader, sampler, epoch: int, steps: int, rank: int, desc: str, resume: dict | None):
+    """``(pass, batch)`` for one epoch of ``steps`` identity-balanced batches: as many passes
+    as that takes, each its own sampler epoch; from a mid-epoch ``resume`` position."""
+    done = resume["steps"] if resume else 0
+    passes = math.ceil(steps / max(len(sampler), 1))
+    for r in range(resume["pass"] if resume else 0, passes):
+        sampler.set_epoch(epoch * passes + r)
+        if resume and r == resume["pass"]:
+            loader.load_state_dict(resume["loader"])  # the next iter goes on after its last batch
+        for batch in _progress(loader, rank, desc):
+            if done >= steps:
+                return
+            done += 1
+            yield r, batch
 
 
-FROZEN_BIASES = ("bottleneck.bias", "bottleneck_v.bias", "bottleneck_t.bias")  # BNNeck: no learned shift
+@torch.no_grad()
+def _stage_features(model: Method, stage: str, data, recipe: Recipe, workers: int, collate: Collate, device) -> dict:
+    """Every train sample's feature for a ``features`` stage, computed once without augmentation."""
+    dataset = ShardDataset(
+        data,
+        "train",
+        decode="numpy",
+        transform=_to_uint8_tensor(recipe.image_size),
+        train=False,
+        clip_mode=recipe.clip_mode,
+        clip_length=recipe.clip_length,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=64,
+        num_workers=workers,
+        collate_fn=collate,
+    )
+    model.eval()
+    features, labels, keys = [], [], []
+    for batch in loader:
+        x = _inputs(batch, device, stats=model.pixel_stats)
+        features.append(model.stage_features(stage, x, _on_device(batch, device)).float())
+        labels.append(batch["label"].to(device))
+        keys += batch["key"]
+    return {"feature": torch.cat(features), "label": torch.cat(labels), "key": keys}
 
 
-def _parameter_groups(model: nn.Module, stage: str, config: TrainConfig) -> list[dict]:
-    """What learns, and at which rate.
-
-    CLIP-ReID stage 1: only the ID text tokens. CLIP-ReID stage 2 and FT-CLIP: the image
-    encoder and head. LATex: prompts, PACG, MLPs, shared tokens, BNs and classifiers,
-    CLIP frozen; LATex-full adds the CLIP image encoder at ``backbone_lr``.
-    """
-    base = config.stage1_lr if stage == "stage1" else config.lr
-    slow = []
-    for name, p in model.named_parameters():
-        if stage == "stage1":
-            learn = name == "ctx"
-        elif isinstance(model, Cerberus):
-            learn = True
-        elif isinstance(model, LATex):
-            learn = not name.startswith("backbone.") or (config.full and name.startswith("backbone.clip.visual"))
-            if learn and name.startswith("backbone."):
-                slow.append(p)
-        else:
-            learn = name != "ctx" and (name.startswith("backbone.clip.visual") or name.startswith("head"))
-        p.requires_grad_(
-            learn
-            and not name.endswith("bottleneck.bias")
-            and not name.endswith("bottleneck_v.bias")
-            and not name.endswith("bottleneck_t.bias")
-        )
-    slow_ids = {id(p) for p in slow}
-    fast = [p for p in model.parameters() if p.requires_grad and id(p) not in slow_ids]
-    groups = [{"params": fast, "lr": base, "initial_lr": base}]
-    if slow:
-        groups.append({"params": slow, "lr": config.backbone_lr, "initial_lr": config.backbone_lr})
-    return groups
-
-
-def _lr_factor(epoch: int, epochs: int, config: TrainConfig, base: float) -> float:
-    """Linear warm-up from 1% over ``warmup_epochs``, then constant or cosine to ``min_lr``."""
-    if epoch < config.warmup_epochs:
-        return 0.01 + 0.99 * epoch / config.warmup_epochs
-    if not config.cosine:
-        return 1.0
-    span = max(epochs - config.warmup_epochs, 1)
-    progress = (epoch - config.warmup_epochs) / span
-    floor = min(config.min_lr / base, 1.0)
-    return floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * progress))
+def _feature_batches(features: dict, plan, seed: int, epoch: int, steps: int, rank: int, world: int, resume):
+    """``(0, batch)``: a seeded random order of the features each epoch, batches of
+    ``feature_batch``; rank r takes batches r, r + W, ..."""
+    order = torch.randperm(len(features["label"]), generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+    chunks = order.split(plan.feature_batch)[rank::world][:steps]
+    for chunk in chunks[resume["steps"] if resume else 0 :]:
+        index = chunk.to(features["label"].device)
+        keys = [features["key"][i] for i in chunk.tolist()]
+        yield 0, {"feature": features["feature"][index], "label": features["label"][index], "key": keys}
 
 
 def _wrap(model: nn.Module, device: torch.device, world: int) -> nn.Module:
@@ -478,56 +437,12 @@ def _wrap(model: nn.Module, device: torch.device, world: int) -> nn.Module:
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
 
 
-@torch.no_grad()
-def _all_text_features(model: CLIPReID, device: torch.device) -> torch.Tensor:
-    model.eval()
-    return model.text_features().float()
-
-
-def _loss(model, wrapped, stage, x, batch: dict, device, text, config: TrainConfig) -> torch.Tensor:
-    labels = batch["label"].to(device)
-    if isinstance(model, Cerberus):
-        return model.loss(wrapped(x), labels, batch["sid"].to(device))
-    if isinstance(model, LATex):
-        out = wrapped(x, batch["view"].to(device))
-        attributes = batch["attributes"].to(device) if "attributes" in batch else None
-        return model.loss(out, labels, attributes, smoothing=config.attribute_smoothing)
-    if stage == "stage1":  # frozen image encoder; text tokens learn to match their identity's images
-        out = wrapped(x, labels)
-        image = nn.functional.normalize(out["image"].float(), dim=1)
-        texts = nn.functional.normalize(out["text"].float(), dim=1)
-        scale = model.backbone.clip.logit_scale.exp().detach()
-        return losses.supcon(image * scale, texts, labels, labels) + losses.supcon(texts * scale, image, labels, labels)
-    out = wrapped(x)
-    loss = losses.cross_entropy_smooth(out["logits"].float(), labels, config.label_smoothing)
-    loss = loss + losses.triplet_hard(out["feature"].float(), labels, config.triplet_margin)
-    if text is not None:
-        scale = model.backbone.clip.logit_scale.exp().detach()
-        loss = loss + losses.image_text_ce(out["feature"].float(), text, labels, scale)
-    return loss
-
-
 def _mean_across_ranks(value: float, device: torch.device, world: int) -> float:
     if world == 1:
         return value
     t = torch.tensor([value], device=device if device.type == "cuda" else "cpu")
     dist.all_reduce(t)
     return float(t) / world
-
-
-def _epoch_batches(loader, sampler, epoch: int, config: TrainConfig, rank: int, desc: str, resume: dict | None):
-    """``(pass, batch)`` for one epoch: ``passes_per_epoch`` identity-balanced passes, each its own
-    sampler epoch, cut at ``max_steps_per_epoch``; from a mid-epoch ``resume`` position when given."""
-    steps = resume["steps"] if resume else 0
-    for r in range(resume["pass"] if resume else 0, config.passes_per_epoch):
-        sampler.set_epoch(epoch * config.passes_per_epoch + r)
-        if resume and r == resume["pass"]:
-            loader.load_state_dict(resume["loader"])  # the next iter goes on after its last batch
-        for batch in _progress(loader, rank, desc):
-            if config.max_steps_per_epoch is not None and steps >= config.max_steps_per_epoch:
-                return
-            steps += 1
-            yield r, batch
 
 
 def _rng_states(generator: torch.Generator, device: torch.device, world: int) -> dict:
@@ -589,23 +504,10 @@ def _plain(value):
     return value
 
 
-def _save(out: Path, model, optimizer, state: dict, num_classes: int, config: TrainConfig, options: dict) -> None:
+def _save(out: Path, model, optimizer, state: dict) -> None:
     tmp = out / "checkpoint.pt.tmp"
-    torch.save(
-        {
-            "model": model.state_dict(),
-            **_plain(
-                {
-                    "optimizer": optimizer.state_dict(),  # schedules may leave numpy floats in its lr
-                    "num_classes": num_classes,
-                    "model_options": options,
-                    "config": dataclasses.asdict(config),
-                    **state,
-                }
-            ),
-        },
-        tmp,
-    )
+    # schedules may leave numpy floats in the optimizer's lr: _plain makes everything plain data
+    torch.save({"model": model.state_dict(), **_plain({"optimizer": optimizer.state_dict(), **state})}, tmp)
     tmp.replace(out / "checkpoint.pt")  # a crash never leaves half a checkpoint
 
 
@@ -655,19 +557,23 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 # --- evaluation -----------------------------------------------------------------
 
 
-def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[nn.Module, dict]:
+def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[Method, dict]:
+    """The trained method of a run folder (or checkpoint file), in eval mode, and its facts."""
     path = Path(checkpoint)
     path = path / "checkpoint.pt" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint (run `reidmodels train` first)")
     saved = read_checkpoint(path)
-    config = saved["config"]
-    backbone = None
-    if config["model"] != "cerberus":
-        backbone = build_clip(config["backbone"], pretrained=None, image_size=tuple(config["image_size"]))
-    model = make_model(config["model"], backbone, saved["num_classes"], **saved["model_options"])
+    if "method" not in saved:
+        raise ValueError(f"{path}: written by an older reidmodels (no method name); train again")
+    method = get_method(saved["method"])
+    size = tuple(saved["recipe"]["image_size"])
+    model = method.build(
+        saved["facts"], backbone=saved["backbone"], pretrained=None, image_size=size, **saved["options"]
+    )
     model.load_state_dict(saved["model"])
-    return model.to(device).eval(), {"config": config, "sha256": _file_hash(path)}
+    info = {k: saved[k] for k in ("method", "recipe", "config", "facts")} | {"sha256": _file_hash(path)}
+    return model.to(device).eval(), info
 
 
 def _file_hash(path: Path) -> str:
@@ -679,33 +585,27 @@ def _file_hash(path: Path) -> str:
 
 
 @torch.no_grad()
-def extract_features(
-    model: nn.Module, dataset: ShardDataset, config: EvalConfig, device: torch.device, collate: Collate
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Retrieval features, and for LATex the predicted attribute values (-1 columns otherwise)."""
+def extract_features(model: Method, dataset: ShardDataset, config: EvalConfig, device: torch.device, collate: Collate):
+    """The method's test features (one row per item) and its predictions (or None)."""
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate
     )
     features, predictions = [], []
     for batch in loader:
-        x = _inputs(batch, device, flip=False, generator=None, stats=_pixel_stats(model))
-        out = model(x, batch["view"].to(device)) if isinstance(model, LATex) else model(x)
-        features.append(out["bn"].float().cpu().numpy())
-        if isinstance(model, Cerberus):  # nearest SID prototype per group
-            sids = model.predict_sids(out["partial"])
-            predictions.append(torch.stack([sids[g] for g in model.group_names], dim=1).cpu().numpy())
-        elif "attribute_logits" in out:
-            predictions.append(torch.stack([lg.argmax(1) for lg in out["attribute_logits"]], dim=1).cpu().numpy())
+        x = _inputs(batch, device, stats=model.pixel_stats)
+        feature, predicted = model.test_outputs(x, view=batch["view"].to(device))
+        features.append(feature.float().cpu().numpy())
+        if predicted is not None:
+            predictions.append(predicted.cpu().numpy())
     return np.concatenate(features), (np.concatenate(predictions) if predictions else None)
 
 
 def evaluate(config: EvalConfig) -> dict:
     device = _device(config.device)
     model, info = load_trained(config.checkpoint, device)
+    recipe = info["recipe"]
     data = open_dataset(config.data)
-    size = tuple(info["config"]["image_size"])
     rows = np.unique(np.concatenate([np.concatenate([p.query, p.gallery]) for p in data.protocols.values()]))
-    facts = dataset_facts(data)
     # the name comes from validated values only: a 16-hex version (open_dataset checks it) and our own hash
     cache = Path(config.cache or Path(config.out) / "features") / f"{data.version}-{info['sha256']}.npz"
     if cache.is_file():  # features depend only on the dataset version and the checkpoint
@@ -716,18 +616,20 @@ def evaluate(config: EvalConfig) -> dict:
             data,
             rows=rows,
             decode="numpy",
-            transform=_to_uint8_tensor(size),
+            transform=_to_uint8_tensor(tuple(recipe["image_size"])),
             train=False,
-            clip_mode=config.clip_mode,
-            clip_length=config.clip_length,
+            clip_mode=config.clip_mode or recipe["clip_mode"],
+            clip_length=config.clip_length or recipe["clip_length"],
         )
-        features, predictions = extract_features(model, test, config, device, _collate(info["config"]["model"], facts))
+        collate = Collate(type(model), dataset_facts(data))
+        features, predictions = extract_features(model, test, config, device, collate)
         cache.parent.mkdir(parents=True, exist_ok=True)
         extra = {} if predictions is None else {"predictions": predictions}
         np.savez(cache, features=features, **extra)
     full = np.zeros((len(data.index), features.shape[1]), dtype=np.float32)
     full[rows] = features
     metrics = {"dataset": data.manifest["source"], "version": data.version, "checkpoint": info["sha256"]}
+    metrics["method"] = info["method"]
     cmc_rows = []
     rng = np.random.default_rng(0)
     for name in data.protocols:
@@ -744,11 +646,8 @@ def evaluate(config: EvalConfig) -> dict:
             "chance_mAP": round(chance["mAP"], 4),
         }
         cmc_rows += [{"protocol": name, "rank": r + 1, "cmc": round(float(v), 4)} for r, v in enumerate(result["cmc"])]
-    if predictions is not None and isinstance(model, Cerberus):
-        metrics["par"] = _par_metrics(model, data, rows, predictions)
-        metrics["aps"] = _aps_metrics(model, data, full)
-    elif predictions is not None:
-        metrics["attribute_accuracy"] = _attribute_accuracy(data, rows, predictions, facts)
+    if predictions is not None:
+        metrics.update(model.extra_metrics(data, rows, predictions, full))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -757,63 +656,3 @@ def evaluate(config: EvalConfig) -> dict:
         writer.writeheader()
         writer.writerows(cmc_rows)
     return metrics
-
-
-def _attribute_accuracy(data, rows: np.ndarray, predictions: np.ndarray, facts: dict) -> dict:
-    """Per attribute: the share of labelled test samples whose predicted value is right."""
-    labels = data.index.column("attributes").to_pylist()
-    out = {}
-    for t, (name, values) in enumerate(zip(facts["attribute_names"], facts["attribute_values"])):
-        pairs = [(values.index(labels[r][name]), predictions[i, t]) for i, r in enumerate(rows) if labels[r]]
-        out[name] = round(float(np.mean([a == b for a, b in pairs])), 4) if pairs else None
-    return out
-
-
-def _par_metrics(model: Cerberus, data, rows: np.ndarray, predictions: np.ndarray) -> dict:
-    """Pedestrian attribute recognition from the nearest SID prototypes: mA per attribute."""
-    labels = data.index.column("attributes").to_pylist()
-    truth, guess = [], []
-    for i, r in enumerate(rows):
-        if labels[r]:
-            predicted = {}
-            for j, g in enumerate(model.group_names):
-                predicted.update(model.sid_attributes(g, int(predictions[i, j])))
-            truth.append(labels[r])
-            guess.append(predicted)
-    per = {a: round(label_based_mean_accuracy([t[a] for t in truth], [p[a] for p in guess]), 4) for a in truth[0]}
-    return {"mA": round(float(np.mean(list(per.values()))), 4), "per_attribute": per, "samples": len(truth)}
-
-
-@torch.no_grad()
-def aps_scores(model: Cerberus, partials: torch.Tensor, query: dict[str, str]) -> torch.Tensor:
-    """Attribute search: per gallery sample, the mean over the query's groups of the best
-    cosine to a prototype consistent with the query (``partials``: (N, groups, D), unit)."""
-    scores = []
-    for g, protos in model.query_prototypes(query).items():
-        j = model.group_names.index(g)
-        scores.append((partials[:, j] @ torch.nn.functional.normalize(protos.float(), dim=1).T).amax(1))
-    return torch.stack(scores).mean(0)
-
-
-def _aps_metrics(model: Cerberus, data, features: np.ndarray) -> dict:
-    """APS over the first protocol's labelled gallery: every attribute combination in it as
-    a query (full), and the same queries with one group unknown (partial)."""
-    labels = data.index.column("attributes").to_pylist()
-    gallery = [r for r in next(iter(data.protocols.values())).gallery if labels[r]]
-    groups = len(model.group_names)
-    unit = (features[gallery] * np.sqrt(groups)).astype(np.float32)  # undo the 1/sqrt(groups) of "bn"
-    partials = torch.from_numpy(unit).view(len(gallery), groups, -1)
-    combos = sorted({tuple(sorted(labels[r].items())) for r in gallery})
-    out = {}
-    for name, hidden in [("full", None)] + [(f"without_{g}", g) for g in model.group_names]:
-        unknown = set(model.group_attributes[hidden]) if hidden else set()
-        scores, relevant = [], []
-        for combo in combos:
-            query = {a: v for a, v in combo if a not in unknown}
-            scores.append(aps_scores(model, partials, query).numpy())
-            relevant.append([all(labels[r][a] == v for a, v in query.items()) for r in gallery])
-        result = retrieval_metrics(np.asarray(scores), np.asarray(relevant))
-        out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
-    partial = [v for k, v in out.items() if k != "full"]
-    out["partial_mean"] = {k: round(float(np.mean([p[k] for p in partial])), 4) for k in ("mAP", "rank1")}
-    return out

@@ -53,9 +53,10 @@ def converted(synth_tree, tmp_path_factory):
     return make
 
 
-def cpu_train_config(data: Path, out: Path, **options):
-    """A reidmodels TrainConfig for a quick CPU run: Adam, no weight decay, no workers."""
+def cpu_train_config(data: Path, out: Path, *, method: str = "clip-reid", hparams: dict | None = None, **rest):
+    """A reidmodels TrainConfig for a quick CPU run (no workers unless given): the method's
+    official recipe under ``hparams`` overrides."""
     from reidmodels.engine import TrainConfig
 
-    base = {"optimizer": "adam", "weight_decay": 0.0, "workers": 0, "device": "cpu"}
-    return TrainConfig(data=str(data), out=str(out), **{**base, **options})
+    base = {"workers": 0, "device": "cpu", "backbone": "reid-tiny"}
+    return TrainConfig(data=str(data), out=str(out), method=method, hparams=hparams or {}, **{**base, **rest})

@@ -11,9 +11,10 @@ from conftest import cpu_train_config
 
 from reiddata import ShardDataset, open_dataset
 from reidmodels import build_model
-from reidmodels.cerberus import adaptive_margins, align_rows
-from reidmodels.engine import Collate, EvalConfig, _inputs, aps_scores, evaluate, load_trained, train
+from reidmodels.engine import Collate, EvalConfig, _inputs, evaluate, load_trained, train
 from reidmodels.evaluation import label_based_mean_accuracy, retrieval_metrics
+from reidmodels.methods import dataset_facts
+from reidmodels.methods.cerberus import Cerberus, adaptive_margins, align_rows, aps_scores
 
 
 def test_adaptive_margin_formula():
@@ -74,12 +75,15 @@ def test_mean_accuracy_and_retrieval_metrics():
     assert out == {"mAP": pytest.approx((1 / 2 + 2 / 3) / 2), "rank1": 0.0, "queries": 1}
 
 
+# 20 epochs of one identity pass at a constant 3e-4, no weight decay, no erasing: enough to test PAR and APS
+CONSTANT = {"epochs": 20, "lr": 3e-4, "passes": 1, "warmup_epochs": 0, "schedule": "constant", "weight_decay": 0.0}
+
+
 @pytest.fixture(scope="module")
 def trained(converted, tmp_path_factory):
     out = tmp_path_factory.mktemp("cerberus") / "run"
-    config = cpu_train_config(
-        converted("market1501"), out, model="cerberus", image_size=[128, 64], p=4, k=2, epochs=20, lr=3e-4
-    )
+    hparams = {"image_size": [128, 64], "p": 4, "k": 2, "random_erasing": 0.0, "stages": {"train": CONSTANT}}
+    config = cpu_train_config(converted("market1501"), out, method="cerberus", hparams=hparams)
     train(config)
     return out
 
@@ -95,17 +99,9 @@ def test_par_returns_valid_values_and_aps_ranks_partial_matches_first(converted,
     from reidmodels.engine import _to_uint8_tensor
 
     train_set = ShardDataset(data, "train", decode="numpy", transform=_to_uint8_tensor((128, 64)))
-    batch = Collate()([train_set[i] for i in range(len(train_set))])
+    batch = Collate(Cerberus, dataset_facts(data))([train_set[i] for i in range(len(train_set))])
     with torch.no_grad():
-        out = model(
-            _inputs(
-                batch,
-                torch.device("cpu"),
-                flip=False,
-                generator=None,
-                stats=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-            )
-        )
+        out = model.outputs(_inputs(batch, torch.device("cpu"), stats=Cerberus.pixel_stats))
     partials = torch.stack([torch.nn.functional.normalize(out["partial"][g], dim=1) for g in model.group_names], 1)
     labels = [train_set.decoder(train_set.raw(i))["attributes"] for i in range(len(train_set))]
     aps, chance = [], []

@@ -10,20 +10,16 @@ from conftest import cpu_train_config
 
 from reidmodels import build_model
 from reidmodels.backbone import TINY
-from reidmodels.engine import EvalConfig, TrainConfig, _parameter_groups, evaluate, train
+from reidmodels.engine import EvalConfig, TrainConfig, evaluate, train
 
 QUT_CLASSES = [3, 4, 5, 4, 5, 7, 6, 3, 3, 4, 5, 13, 10, 7, 9]  # the 15 attributes, 88 values
 
 
-def _trainable(model, full: bool = False) -> dict[str, int]:
-    config = TrainConfig(data="", out="", model="latex", full=full)
-    groups = _parameter_groups(model, "stage2", config)
-    learning = {id(p) for g in groups for p in g["params"]}
+def _trainable(model) -> dict[str, int]:
     out: dict[str, int] = {}
-    for name, p in model.named_parameters():
-        if id(p) in learning:
-            key = name.split(".")[0] if not name.startswith("backbone.") else "clip_visual"
-            out[key] = out.get(key, 0) + p.numel()
+    for name, p in model.trainable_parameters():
+        key = name.split(".")[0] if not name.startswith("backbone.") else "clip_visual"
+        out[key] = out.get(key, 0) + p.numel()
     return out
 
 
@@ -32,15 +28,15 @@ def test_latex_from_a_converted_dataset(converted):
     assert model.attribute_classes == QUT_CLASSES and len(model.pacg) == 15
     assert model.classifier_v.out_features == 6  # the synthetic train identities
     x, views = torch.randn(3, 3, 256, 128), torch.tensor([0, 1, 2])  # aerial, ground, wearable
-    out = model(x, views)
+    out = model.outputs(x, views)
     assert [lg.shape[1] for lg in out["attribute_logits"]] == QUT_CLASSES
     assert out["bn"].shape == (3, 2 * 64)  # [image ; text]
     # the view word changes the text side only
-    other = model.eval()(x, torch.tensor([1, 1, 1]))
-    assert torch.allclose(other["feature_v"], model(x, views)["feature_v"])
-    assert not torch.allclose(other["feature_t"][0], model(x, views)["feature_t"][0])
+    other = model.eval().outputs(x, torch.tensor([1, 1, 1]))
+    assert torch.allclose(other["feature_v"], model.outputs(x, views)["feature_v"])
+    assert not torch.allclose(other["feature_t"][0], model.outputs(x, views)["feature_t"][0])
     cargo = build_model("latex", dataset=converted("cargo"), backbone=TINY, prompts=16)
-    assert cargo.attribute_classes == [] and "attribute_logits" not in cargo.eval()(x, views)
+    assert cargo.attribute_classes == [] and "attribute_logits" not in cargo.eval().outputs(x, views)
 
 
 def test_trainable_parameters_with_vit_b16_beside_the_papers_35_97m(converted):
@@ -59,27 +55,16 @@ def test_trainable_parameters_with_vit_b16_beside_the_papers_35_97m(converted):
     total = sum(counts.values())
     assert 35.5e6 < total - ffn < 36.5e6
     assert "clip_visual" not in counts
-    full = _trainable(model, full=True)
+    model = build_model("latex", dataset=converted("agreid-v1"), backbone="ViT-B-16", prompts=15, full=True)
+    full = _trainable(model)
     assert full["clip_visual"] > 80e6  # LATex-full: the image encoder too
 
 
-def _config(data, out, **kw) -> TrainConfig:
-    base = dict(
-        model="latex",
-        backbone=TINY,
-        prompts=16,
-        shared_tokens=8,
-        p=3,
-        k=2,
-        epochs=6,
-        lr=1e-3,
-        max_steps_per_epoch=2,
-        pad=4,
-        random_erasing=0.5,
-        warmup_epochs=1,
-        cosine=True,
-    )
-    return cpu_train_config(data, out, **{**base, **kw})
+def _config(data, out, epochs: int = 6, **kw) -> TrainConfig:
+    stage = {"epochs": epochs, "lr": 1e-3, "warmup_epochs": 1, "weight_decay": 0.0}
+    hparams = {"p": 3, "k": 2, "pad": 4, "stages": {"train": stage}}
+    options = {"prompts": 16, "shared_tokens": 8}
+    return cpu_train_config(data, out, method="latex", hparams=hparams, options=options, max_steps_per_epoch=2, **kw)
 
 
 def test_tiny_latex_trains_and_evaluates_per_protocol_with_attribute_accuracy(converted, tmp_path):
@@ -112,15 +97,5 @@ def test_tiny_latex_on_cargo_has_no_attribute_heads_and_matches_a2g_by_view(conv
 
 
 def test_wrong_model_for_the_data_is_refused(converted, tmp_path):
-    with pytest.raises(ValueError, match="does not fit a dataset of kind video"):
+    with pytest.raises(ValueError, match="method latex trains on image datasets"):
         train(_config(converted("g2a-vreid"), tmp_path / "run"))
-
-
-def test_a_latex_section_gets_the_papers_hyper_parameters(tmp_path):
-    from reidmodels.engine import load_config
-
-    params = tmp_path / "params.yaml"
-    params.write_text("train:\n  data: d\n  out: o\n  model: latex\n  epochs: 3\n")
-    config = load_config(TrainConfig, params, "train")
-    assert (config.optimizer, config.lr, config.weight_decay, config.p, config.k) == ("adam", 3.5e-4, 0.1, 16, 8)
-    assert (config.cosine, config.pad, config.random_erasing, config.epochs) == (True, 10, 0.5, 3)

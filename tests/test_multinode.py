@@ -14,7 +14,6 @@ from conftest import cpu_train_config
 from servers import HttpServer  # tests/servers.py
 
 from reiddata import open_dataset
-from reidmodels.backbone import TINY
 
 
 def _free_port() -> int:
@@ -39,8 +38,9 @@ def test_two_nodes_train_from_http_with_disjoint_batches_and_equal_parameters(co
     try:
         url = f"{server.url}/{data.name}"
         run = tmp_path / "run"
-        options = dict(backbone=TINY, p=1, k=4, stage1_epochs=1, epochs=1, lr=3e-4, trace=True, checkpoint_every=2)
-        section = cpu_train_config(url, run, **options).__dict__
+        stages = {"stage1": {"epochs": 1, "feature_batch": 8}, "stage2": {"epochs": 1, "batches": "identities"}}
+        hparams = {"p": 1, "k": 4, "stages": stages}
+        section = cpu_train_config(url, run, hparams=hparams, trace=True, checkpoint_every=2).__dict__
         (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": section}))
         port = _free_port()
         jobs = [_torchrun(node, port, tmp_path / "params.yaml", tmp_path / f"cache-node{node}") for node in (0, 1)]

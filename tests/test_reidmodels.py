@@ -69,15 +69,18 @@ def test_losses_on_worked_examples():
     )
 
 
-def _config(data, out, **kw) -> TrainConfig:
-    base = dict(backbone=TINY, p=3, k=2, stage1_epochs=1, epochs=2, lr=3e-4, max_steps_per_epoch=2)
-    return cpu_train_config(data, out, **{**base, **kw})
+def _config(data, out, *, epochs: int = 2, method: str = "clip-reid", **kw) -> TrainConfig:
+    stages = {"stage1": {"epochs": 1}, "stage2": {"epochs": epochs, "lr": 3e-4}}
+    if method == "clip-video":
+        stages = {"train": {"epochs": epochs, "lr": 3e-4}}
+    hparams = {"p": 3, "k": 2, "stages": stages, **kw.pop("hparams", {})}
+    return cpu_train_config(data, out, method=method, hparams=hparams, **{"max_steps_per_epoch": 2, **kw})
 
 
 def test_train_resume_and_evaluate_images(converted, tmp_path):
     data = converted("market1501")
     summary = train(_config(data, tmp_path / "run"))
-    assert summary["batches"] == 2 + 2 * 2
+    assert summary["batches"] == 1 + 2 * 2  # stage 1: 43 features in one batch of 64
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert saved["epochs_done"] == {"stage1": 1, "stage2": 2}
     log = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
@@ -97,9 +100,9 @@ def test_train_resume_and_evaluate_images(converted, tmp_path):
     assert len(list((tmp_path / "eval" / "features").glob("*.npz"))) == 1  # cached per version + checkpoint
 
 
-def test_ft_clip_trains_and_evaluates_tracklets(converted, tmp_path):
+def test_clip_video_trains_and_evaluates_tracklets(converted, tmp_path):
     data = converted("g2a-vreid", "v2")
-    config = _config(data, tmp_path / "run", model="ft-clip", clip_length=3, epochs=1)
+    config = _config(data, tmp_path / "run", method="clip-video", epochs=1, hparams={"clip_length": 3})
     assert train(config)["batches"] == 2
     metrics = evaluate(
         EvalConfig(
@@ -131,7 +134,7 @@ def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, out_dir: 
 
 
 def test_ddp_two_processes_on_cpu_with_gloo(converted, tmp_path):
-    config = _config(converted("market1501"), tmp_path / "run", stage1_epochs=1, epochs=1, max_steps_per_epoch=None)
+    config = _config(converted("market1501"), tmp_path / "run", epochs=1, max_steps_per_epoch=None)
     torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
@@ -145,12 +148,14 @@ def test_every_pipeline_recipe_is_a_valid_config():
     from pathlib import Path
 
     from reidmodels.engine import load_config
+    from reidmodels.methods import get_method
 
     recipes = sorted((Path(__file__).resolve().parents[1] / "pipelines").glob("*.yaml"))
     assert len(recipes) >= 6
     for recipe in recipes:
         config = load_config(TrainConfig, recipe, "train")
-        assert config.pretrained and (config.backbone == "ViT-B-16" or config.model == "cerberus")
+        assert config.pretrained and (config.backbone == "ViT-B-16" or config.method == "cerberus")
         assert load_config(EvalConfig, recipe, "evaluate").checkpoint == config.out
+        get_method(config.method).recipe.with_overrides(config.hparams)  # valid overrides
     with pytest.raises(ValueError, match="unknown keys \\['epoch'\\]"):
         load_config(TrainConfig, recipes[0], "train", epoch=3)

@@ -14,13 +14,13 @@ import torch
 import yaml
 from conftest import cpu_train_config
 
-from reidmodels.backbone import TINY
 from reidmodels.engine import train
 
 
 def _options(workers: int) -> dict:
-    # 6 train identities, P=1: 6 steps per epoch; stage 1 (6 steps) then 3 epochs of stage 2
-    return dict(backbone=TINY, p=1, k=4, stage1_epochs=1, epochs=3, lr=3e-4, workers=workers)
+    # 43 train images of 6 identities: stage 1 as 6 feature batches of 8, then 3 epochs of 6 P=1 batches
+    stages = {"stage1": {"epochs": 1, "feature_batch": 8}, "stage2": {"epochs": 3, "lr": 3e-4, "batches": "identities"}}
+    return dict(hparams={"p": 1, "k": 4, "stages": stages}, workers=workers)
 
 
 def _trace(run) -> list[dict]:

@@ -26,17 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import losses
-from .backbone import CLIPBackbone
+from .. import losses
+from ..backbone import CLIPBackbone, build_clip
+from .base import HALF, VIEWS, Method, Recipe, StagePlan, unit
 
 __all__ = ["LATex", "VIEW_WORDS"]
 
-VIEW_WORDS = {"aerial": "UAV", "ground": "CCTV", "wearable": "wearable"}
-VIEWS = tuple(VIEW_WORDS)  # view index = position here (what batches carry)
+VIEW_WORDS = {"aerial": "UAV", "ground": "CCTV", "wearable": "wearable"}  # the template's word per view
 ATTRIBUTE_PROMPTS = 15
 
 
@@ -60,18 +61,49 @@ class AttributeClassifier(nn.Module):
         return self.classifier(self.bn(z.squeeze(1)))
 
 
-class LATex(nn.Module):
+class LATex(Method):
+    name = "latex"
+    kind = "image"
+    fields = ("view", "attributes")
+    pixel_stats = HALF
+    # The paper's hyper-parameters (the official code's are the next change: weight decay
+    # 1e-4, gradient clipping 5.0, warm-up 2000 iterations; see METHODS.md).
+    recipe = Recipe(
+        stages={
+            "train": StagePlan(
+                epochs=120,
+                lr=3.5e-4,
+                weight_decay=0.1,
+                schedule="warmup-cosine",
+                warmup_epochs=5,
+                warmup_from=0.01,
+                min_lr=1.6e-6,
+                batches="images",
+            )
+        },
+        p=16,
+        k=8,
+        pad=10,
+        random_erasing=0.5,
+        extra={"backbone_lr": 5e-6, "attribute_smoothing": 0.1},
+    )
+
     def __init__(
         self,
         backbone: CLIPBackbone,
         num_classes: int,
         *,
         attribute_classes: Sequence[int] | None,
+        attribute_names: Sequence[str] = (),
+        attribute_values: Sequence[Sequence[str]] = (),
         prompts: int = 15,
         shared_tokens: int = 8,
         heads: int = 8,
+        full: bool = False,
     ) -> None:
         super().__init__()
+        self.full = full  # latex-full: the CLIP image encoder trains too, at extra["backbone_lr"]
+        self.attribute_names, self.attribute_values = list(attribute_names), [list(v) for v in attribute_values]
         if prompts < ATTRIBUTE_PROMPTS:
             raise ValueError(f"LATex needs at least {ATTRIBUTE_PROMPTS} prompts per layer, got {prompts}")
         self.backbone = backbone
@@ -126,7 +158,33 @@ class LATex(nn.Module):
     def attribute_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.backbone.encode_image_prompts(images, self.prompts, ATTRIBUTE_PROMPTS)
 
-    def forward(self, images: torch.Tensor, views: torch.Tensor) -> dict:
+    @classmethod
+    def build(cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, **options) -> LATex:
+        clip = build_clip(backbone, pretrained=pretrained, image_size=tuple(image_size))
+        named = {k: facts[k] for k in ("attribute_classes", "attribute_names", "attribute_values")}
+        return cls(clip, facts["num_classes"], **named, **options)
+
+    @property
+    def embed_dim(self) -> int:
+        return 2 * self.backbone.embed_dim  # [BN(image) ; BN(text)]
+
+    def trains(self, name: str, stage: str) -> bool:
+        if name in ("bottleneck_v.bias", "bottleneck_t.bias"):
+            return False  # BNNeck: no learned shift
+        return not name.startswith("backbone.") or (self.full and name.startswith("backbone.clip.visual."))
+
+    def parameter_groups(self, stage: str, recipe: Recipe) -> list[dict]:
+        groups = super().parameter_groups(stage, recipe)
+        backbone = {id(p) for n, p in self.named_parameters() if n.startswith("backbone.")}
+        for group in groups:  # latex-full: the CLIP image encoder at its own, slower rate
+            if id(group["params"][0]) in backbone:
+                group["lr"] = group["initial_lr"] = recipe.extra["backbone_lr"]
+        return groups
+
+    def forward(self, batch: dict, stage: str) -> dict:
+        return self.outputs(batch["x"], batch["view"])
+
+    def outputs(self, images: torch.Tensor, views: torch.Tensor) -> dict:
         g, tokens = self.attribute_tokens(images)  # (N, D), (N, T, D)
         out: dict = {}
         if self.attribute_classes:
@@ -160,10 +218,10 @@ class LATex(nn.Module):
         )
         return out
 
-    def loss(
-        self, out: dict, labels: torch.Tensor, attributes: torch.Tensor | None, *, smoothing: float = 0.1
-    ) -> torch.Tensor:
+    def loss(self, out: dict, batch: dict, stage: str, recipe: Recipe) -> torch.Tensor:
         """0.25 (CE_v + CE_t) + soft-margin triplet on both features + the attribute CEs."""
+        labels, attributes = batch["label"], batch.get("attributes")
+        smoothing = recipe.extra["attribute_smoothing"]
         total = 0.25 * (
             F.cross_entropy(out["logits_v"].float(), labels) + F.cross_entropy(out["logits_t"].float(), labels)
         )
@@ -175,3 +233,23 @@ class LATex(nn.Module):
                 if known.any():
                     total = total + losses.cross_entropy_smooth(logits[known].float(), attributes[known, t], smoothing)
         return total
+
+    def embed(self, x: torch.Tensor, *, view: torch.Tensor, **fields) -> torch.Tensor:
+        return unit(self.outputs(x, view)["bn"])
+
+    def test_outputs(self, x: torch.Tensor, *, view: torch.Tensor, **fields) -> tuple:
+        out = self.outputs(x, view)
+        logits = out.get("attribute_logits")
+        predicted = torch.stack([lg.argmax(1) for lg in logits], dim=1) if logits else None
+        return unit(out["bn"]), predicted
+
+    def extra_metrics(self, data, rows, predictions, features) -> dict:
+        """Per attribute: the share of labelled test samples whose predicted value is right."""
+        if predictions is None:
+            return {}
+        labels = data.index.column("attributes").to_pylist()
+        out = {}
+        for t, (name, values) in enumerate(zip(self.attribute_names, self.attribute_values)):
+            pairs = [(values.index(labels[r][name]), predictions[i, t]) for i, r in enumerate(rows) if labels[r]]
+            out[name] = round(float(np.mean([a == b for a, b in pairs])), 4) if pairs else None
+        return {"attribute_accuracy": out}

@@ -32,13 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import losses
+from .. import losses
+from ..evaluation import label_based_mean_accuracy, retrieval_metrics
+from .base import IMAGENET_MEAN, Method, Recipe, StagePlan
 
-__all__ = ["Cerberus", "adaptive_margins", "align_rows"]
+__all__ = ["Cerberus", "adaptive_margins", "align_rows", "aps_scores"]
 
 GLOBAL_GROUPS = ("identity", "carrying")  # GAP of the global branch
 PART_GROUPS = ("head", "upper", "lower")  # top / middle / bottom of the aligned local branch
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # its ResNet-50's input statistics
 SIGMA = 5.0
 ALPHA, BETA = 0.4, 1.8
 LAMBDA_SEM, LAMBDA_ID, LAMBDA_REG = 5.0, 1.0, 0.001
@@ -82,7 +83,34 @@ def _resnet50(pretrained: str | None) -> nn.Module:
     return model
 
 
-class Cerberus(nn.Module):
+class Cerberus(Method):
+    name = "cerberus"
+    kind = "image"
+    fields = ("sid",)
+    sid_groups = GLOBAL_GROUPS + PART_GROUPS
+    pixel_stats = IMAGENET_MEAN  # its ResNet-50's input statistics
+    # Adam, warm-up from 1% then cosine, 16 ids x 4, 384x128, flip + erasing; 120 epochs of
+    # 4 identity passes ~ the paper's 24k iterations on Market-1501 (751 ids / 16).
+    recipe = Recipe(
+        stages={
+            "train": StagePlan(
+                epochs=120,
+                lr=3.5e-4,
+                weight_decay=5e-4,
+                schedule="warmup-cosine",
+                warmup_epochs=10,
+                warmup_from=0.01,
+                min_lr=1.6e-6,
+                batches="identities",
+                passes=4,
+            )
+        },
+        p=16,
+        k=4,
+        image_size=(384, 128),
+        random_erasing=0.5,
+    )
+
     def __init__(
         self,
         num_classes: int,
@@ -106,7 +134,7 @@ class Cerberus(nn.Module):
         r.layer4[0].conv2.stride, r.layer4[0].downsample[0].stride = (1, 1), (1, 1)  # keep 24x8 maps
         rest = nn.Sequential(*r.layer3[1:], r.layer4)
         self.global_branch, self.local_branch = rest, copy.deepcopy(rest)
-        self.embed = nn.ModuleDict(
+        self.partials = nn.ModuleDict(
             {g: nn.Sequential(nn.Linear(2048, dim), nn.BatchNorm1d(dim)) for g in self.group_names}
         )
         self.classifiers = nn.ModuleDict({g: nn.Linear(dim, num_classes, bias=False) for g in self.group_names})
@@ -151,13 +179,46 @@ class Cerberus(nn.Module):
 
     # --- forward --------------------------------------------------------------------
 
-    def forward(self, images: torch.Tensor) -> dict:
+    @classmethod
+    def build(cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, **options) -> Cerberus:
+        """Its own ResNet-50 (``backbone`` is not used); ``pretrained``: a local torchvision checkpoint."""
+        if not facts["groups"]:
+            raise ValueError("Cerberus needs a dataset with attributes and SID groups (Market-1501, DukeMTMC-reID)")
+        return cls(
+            facts["num_classes"],
+            groups=facts["groups"],
+            attribute_values=dict(zip(facts["attribute_names"], facts["attribute_values"])),
+            sid_counts=facts["sid_counts"],
+            persons=facts["persons"],
+            pretrained=pretrained,
+            **options,
+        )
+
+    def trains(self, name: str, stage: str) -> bool:
+        return True
+
+    @property
+    def embed_dim(self) -> int:
+        return len(self.group_names) * self.classifiers[self.group_names[0]].in_features
+
+    def forward(self, batch: dict, stage: str) -> dict:
+        return self.outputs(batch["x"])
+
+    def embed(self, x: torch.Tensor, **fields) -> torch.Tensor:
+        return self.outputs(x)["bn"]  # unit: the mean cosine over the five partials
+
+    def test_outputs(self, x: torch.Tensor, **fields) -> tuple:
+        out = self.outputs(x)
+        sids = self.predict_sids(out["partial"])
+        return out["bn"], torch.stack([sids[g] for g in self.group_names], dim=1)
+
+    def outputs(self, images: torch.Tensor) -> dict:
         shared = self.stem(images)
         g_map, l_map = self.global_branch(shared), align_rows(self.local_branch(shared))
         pooled = {name: g_map.mean(dim=(2, 3)) for name in GLOBAL_GROUPS}
         parts = torch.chunk(l_map, 3, dim=2)
         pooled.update({name: part.mean(dim=(2, 3)) for name, part in zip(PART_GROUPS, parts)})
-        partial = {g: self.embed[g](pooled[g]) for g in self.group_names}
+        partial = {g: self.partials[g](pooled[g]) for g in self.group_names}
         normalised = torch.stack([F.normalize(partial[g], dim=1) for g in self.group_names], dim=1)
         # retrieval feature: the cosine of two of these = mean cosine over the five partials
         return {
@@ -168,11 +229,12 @@ class Cerberus(nn.Module):
 
     # --- losses -----------------------------------------------------------------------
 
-    def loss(self, out: dict, labels: torch.Tensor, sids: torch.Tensor) -> torch.Tensor:
+    def loss(self, out: dict, batch: dict, stage: str, recipe: Recipe) -> torch.Tensor:
         """lambda_sem * semantic guidance + lambda_id * (CE + triplet per group) + lambda_reg * relations.
 
-        ``sids`` (N, groups) in ``group_names`` order; -1 where a sample has no attributes.
+        ``batch["sid"]`` (N, groups) in ``group_names`` order; -1 where a sample has no attributes.
         """
+        labels, sids = batch["label"], batch["sid"]
         semantic, identification = 0.0, 0.0
         for j, g in enumerate(self.group_names):
             f = out["partial"][g].float()
@@ -233,3 +295,56 @@ class Cerberus(nn.Module):
             sids = [int(np.ravel_multi_index(d, radices)) for d in itertools.product(*allowed)]
             out[g] = self.prototypes[g][sids]
         return out
+
+    # --- evaluation beyond retrieval ------------------------------------------------------
+
+    def extra_metrics(self, data, rows: np.ndarray, predictions: np.ndarray, features: np.ndarray) -> dict:
+        return {"par": self._par_metrics(data, rows, predictions), "aps": self._aps_metrics(data, features)}
+
+    def _par_metrics(self, data, rows: np.ndarray, predictions: np.ndarray) -> dict:
+        """Pedestrian attribute recognition from the nearest SID prototypes: mA per attribute."""
+        labels = data.index.column("attributes").to_pylist()
+        truth, guess = [], []
+        for i, r in enumerate(rows):
+            if labels[r]:
+                predicted = {}
+                for j, g in enumerate(self.group_names):
+                    predicted.update(self.sid_attributes(g, int(predictions[i, j])))
+                truth.append(labels[r])
+                guess.append(predicted)
+        per = {a: round(label_based_mean_accuracy([t[a] for t in truth], [p[a] for p in guess]), 4) for a in truth[0]}
+        return {"mA": round(float(np.mean(list(per.values()))), 4), "per_attribute": per, "samples": len(truth)}
+
+    def _aps_metrics(self, data, features: np.ndarray) -> dict:
+        """APS over the first protocol's labelled gallery: every attribute combination in it as
+        a query (full), and the same queries with one group unknown (partial)."""
+        labels = data.index.column("attributes").to_pylist()
+        gallery = [r for r in next(iter(data.protocols.values())).gallery if labels[r]]
+        groups = len(self.group_names)
+        unit = (features[gallery] * np.sqrt(groups)).astype(np.float32)  # undo the 1/sqrt(groups) of "bn"
+        partials = torch.from_numpy(unit).view(len(gallery), groups, -1)
+        combos = sorted({tuple(sorted(labels[r].items())) for r in gallery})
+        out = {}
+        for name, hidden in [("full", None)] + [(f"without_{g}", g) for g in self.group_names]:
+            unknown = set(self.group_attributes[hidden]) if hidden else set()
+            scores, relevant = [], []
+            for combo in combos:
+                query = {a: v for a, v in combo if a not in unknown}
+                scores.append(aps_scores(self, partials, query).numpy())
+                relevant.append([all(labels[r][a] == v for a, v in query.items()) for r in gallery])
+            result = retrieval_metrics(np.asarray(scores), np.asarray(relevant))
+            out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+        partial = [v for k, v in out.items() if k != "full"]
+        out["partial_mean"] = {k: round(float(np.mean([p[k] for p in partial])), 4) for k in ("mAP", "rank1")}
+        return out
+
+
+@torch.no_grad()
+def aps_scores(model: Cerberus, partials: torch.Tensor, query: dict[str, str]) -> torch.Tensor:
+    """Attribute search: per gallery sample, the mean over the query's groups of the best
+    cosine to a prototype consistent with the query (``partials``: (N, groups, D), unit)."""
+    scores = []
+    for g, protos in model.query_prototypes(query).items():
+        j = model.group_names.index(g)
+        scores.append((partials[:, j] @ F.normalize(protos.float(), dim=1).T).amax(1))
+    return torch.stack(scores).mean(0)

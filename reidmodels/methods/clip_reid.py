@@ -1,0 +1,169 @@
+"""CLIP-ReID (Li et al., AAAI 2023) as the official code (``Syliz517/CLIP-ReID``) trains it.
+
+- Stage 1: both encoders frozen; per identity, 4 text tokens inside "A photo of a X X
+  X X person." learn with SupCon image->text + text->image (temperature 1, raw
+  features) against the projected class features of every train image, computed
+  **once** without augmentation; random batches of 64 over those features.
+- Stage 2: the image encoder and two BNNeck heads train: BN(768)->Linear on the
+  ``ln_post`` class token and BN(512)->Linear on its projection (BN biases frozen,
+  bias-free classifiers). Loss: 0.25 x (CE_ls + CE_ls) + batch-hard triplet (margin
+  0.3, Euclidean) summed over the penultimate-block class token, the ``ln_post`` class
+  token and the projection + CE_ls of the raw dot products between the projection
+  and every identity's (frozen) text feature.
+- Test feature: [``ln_post`` class token ; projection], 768 + 512 = 1280-d, **before**
+  the BNs, L2-normalised (cosine).
+- Schedules (per epoch, as the official code steps them): stage 1 Adam 3.5e-4, wd
+  1e-4, 120 epochs, cosine with 5 warm-up epochs from 1e-5, floor 1e-6; stage 2 Adam
+  5e-6, wd 1e-4, biases at 2x lr, warm-up 10 epochs from 0.1x, x0.1 at 30 and 50, 60
+  epochs, an epoch of about images / 64 batches of 16 ids x 4. Inputs normalised to
+  [-1, 1]; flip, pad 10 + crop, random erasing 0.5.
+- Learnable parameters: the image encoder (86,140,416 for ViT-B-16 at 256x128) +
+  3,328 N (2,048 N text tokens, 1,280 N classifiers) + 1,280 BN weights.
+
+Deviation: the official code adds camera embeddings (SIE) on some datasets; METHODS.md's
+parameter count leaves them out, and so do we.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import losses
+from ..backbone import CLIPBackbone, build_clip
+from .base import HALF, Method, Recipe, StagePlan, unit
+
+__all__ = ["CLIPReID", "PromptLearner"]
+
+TEMPLATE = "A photo of a {} person."
+
+
+def bnneck(dim: int, num_classes: int) -> tuple[nn.BatchNorm1d, nn.Linear]:
+    """BN (its shift frozen by ``trains``) and a bias-free classifier, std 0.001 (BoT's init)."""
+    bn = nn.BatchNorm1d(dim)
+    classifier = nn.Linear(dim, num_classes, bias=False)
+    nn.init.normal_(classifier.weight, std=0.001)
+    return bn, classifier
+
+
+class PromptLearner(nn.Module):
+    """Per-identity text tokens in a fixed template, through the frozen text encoder."""
+
+    def __init__(self, backbone: CLIPBackbone, num_classes: int, tokens: int = 4, template: str = TEMPLATE) -> None:
+        super().__init__()
+        ids = backbone.tokenize([template.format(" ".join(["X"] * tokens))])
+        x_token = int(backbone.tokenize(["X"])[0, 1])
+        start = int((ids[0] == x_token).nonzero()[0])
+        with torch.no_grad():
+            embedded = backbone.token_embeddings(ids)
+        self.register_buffer("prefix", embedded[:, :start].clone())
+        self.register_buffer("suffix", embedded[:, start + tokens :].clone())
+        self.register_buffer("eot", ids.argmax(-1))
+        self.ctx = nn.Parameter(torch.randn(num_classes, tokens, embedded.shape[-1]) * 0.02)
+
+    def forward(self, backbone: CLIPBackbone, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Text features of the identities ``labels`` (all when None)."""
+        ctx = self.ctx if labels is None else self.ctx[labels]
+        n = ctx.shape[0]
+        tokens = torch.cat([self.prefix.expand(n, -1, -1), ctx.to(self.prefix.dtype), self.suffix.expand(n, -1, -1)], 1)
+        return backbone.encode_text_embeddings(tokens, self.eot.expand(n))
+
+
+class CLIPReID(Method):
+    name = "clip-reid"
+    kind = "image"
+    pixel_stats = HALF
+    recipe = Recipe(
+        stages={
+            "stage1": StagePlan(
+                epochs=120,
+                lr=3.5e-4,
+                weight_decay=1e-4,
+                schedule="cosine",
+                warmup_epochs=5,
+                warmup_from=1e-5 / 3.5e-4,
+                min_lr=1e-6,
+                batches="features",
+                feature_batch=64,
+            ),
+            "stage2": StagePlan(
+                epochs=60,
+                lr=5e-6,
+                weight_decay=1e-4,
+                weight_decay_bias=1e-4,
+                bias_lr_factor=2.0,
+                schedule="multistep",
+                warmup_epochs=10,
+                warmup_from=0.1,
+                milestones=(30, 50),
+                batches="images",
+            ),
+        },
+        p=16,
+        k=4,
+        pad=10,
+        random_erasing=0.5,
+        extra={"id_weight": 0.25, "triplet_weight": 1.0, "i2t_weight": 1.0},
+    )
+
+    def __init__(self, backbone: CLIPBackbone, num_classes: int, *, prompt_tokens: int = 4) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.prompt_learner = PromptLearner(backbone, num_classes, prompt_tokens)
+        self.bottleneck, self.classifier = bnneck(backbone.width, num_classes)
+        self.bottleneck_proj, self.classifier_proj = bnneck(backbone.embed_dim, num_classes)
+        self.register_buffer("text", torch.zeros(0), persistent=False)  # every identity's, in stage 2
+
+    @classmethod
+    def build(cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, **options) -> CLIPReID:
+        clip = build_clip(backbone, pretrained=pretrained, image_size=tuple(image_size))
+        return cls(clip, facts["num_classes"], **options)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.backbone.width + self.backbone.embed_dim
+
+    def trains(self, name: str, stage: str) -> bool:
+        if stage == "stage1":
+            return name.startswith("prompt_learner.")
+        if name.endswith("bottleneck.bias") or name.endswith("bottleneck_proj.bias"):
+            return False  # BNNeck: no learned shift
+        return name.startswith(("backbone.clip.visual.", "bottleneck", "classifier"))
+
+    @torch.no_grad()
+    def begin_stage(self, stage: str) -> None:
+        if stage == "stage2":  # the text side is frozen from here: every identity's feature, once
+            labels = torch.arange(self.prompt_learner.ctx.shape[0], device=self.prompt_learner.ctx.device)
+            self.text = torch.cat([self.prompt_learner(self.backbone, chunk) for chunk in labels.split(64)]).float()
+
+    @torch.no_grad()
+    def stage_features(self, stage: str, x: torch.Tensor, batch: dict) -> torch.Tensor:
+        return self.backbone.image_features(x)["proj"].float()
+
+    def forward(self, batch: dict, stage: str) -> dict:
+        if stage == "stage1":
+            return {"image": batch["feature"], "text": self.prompt_learner(self.backbone, batch["label"])}
+        f = self.backbone.image_features(batch["x"])
+        return {
+            "logits": [
+                self.classifier(self.bottleneck(f["cls"])),
+                self.classifier_proj(self.bottleneck_proj(f["proj"])),
+            ],
+            "features": [f["penultimate"], f["cls"], f["proj"]],
+            "proj": f["proj"],
+        }
+
+    def loss(self, out: dict, batch: dict, stage: str, recipe: Recipe) -> torch.Tensor:
+        labels = batch["label"]
+        if stage == "stage1":
+            image, text = out["image"].float(), out["text"].float()
+            return losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
+        w, eps = recipe.extra, recipe.label_smoothing
+        ce = sum(losses.cross_entropy_smooth(lg.float(), labels, eps) for lg in out["logits"])
+        triplet = sum(losses.triplet_hard(f.float(), labels, recipe.triplet_margin) for f in out["features"])
+        i2t = losses.cross_entropy_smooth(out["proj"].float() @ self.text.T, labels, eps)  # raw dot products
+        return w["id_weight"] * ce + w["triplet_weight"] * triplet + w["i2t_weight"] * i2t
+
+    def embed(self, x: torch.Tensor, **fields) -> torch.Tensor:
+        f = self.backbone.image_features(x)
+        return unit(torch.cat([f["cls"], f["proj"]], dim=1))  # 1280-d for ViT-B-16, before the BNs
