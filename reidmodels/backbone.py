@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -70,10 +71,15 @@ def _pretrained_state(open_clip, name: str, pretrained: str) -> dict:
     path = Path(pretrained)
     try:
         if path.is_file():
-            try:
-                model = open_clip.create_model(name, pretrained=str(path), weights_only=True)
-            except RuntimeError:  # OpenAI's TorchScript file, on a path the user named: open_clip's own loader
-                model = open_clip.load_openai_model(str(path), device="cpu")
+            try:  # a state dict, read as plain data only; its keys are checked by _load_strictly
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except (RuntimeError, pickle.UnpicklingError):  # OpenAI's TorchScript file: open_clip's own loader
+                return open_clip.load_openai_model(str(path), device="cpu").state_dict()
+            if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+                state = state["state_dict"]
+            if not isinstance(state, dict):
+                raise ValueError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
+            return {k.removeprefix("module."): v for k, v in state.items()}
         elif pretrained in open_clip.list_pretrained_tags_by_model(name):
             model = open_clip.create_model(name, pretrained=pretrained)
         else:

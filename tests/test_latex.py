@@ -8,9 +8,12 @@ import pytest
 import torch
 from conftest import cpu_train_config
 
+from reiddata import open_dataset
 from reidmodels import build_model
 from reidmodels.backbone import TINY
 from reidmodels.engine import EvalConfig, TrainConfig, evaluate, train
+from reidmodels.methods import dataset_facts
+from reidmodels.methods.latex import AttributeClassifier, LATex
 
 QUT_CLASSES = [3, 4, 5, 4, 5, 7, 6, 3, 3, 4, 5, 13, 10, 7, 9]  # the 15 attributes, 88 values
 
@@ -28,43 +31,51 @@ def test_latex_from_a_converted_dataset(converted):
     assert model.attribute_classes == QUT_CLASSES and len(model.pacg) == 15
     assert model.classifier_v.out_features == 6  # the synthetic train identities
     x, views = torch.randn(3, 3, 256, 128), torch.tensor([0, 1, 2])  # aerial, ground, wearable
-    out = model.outputs(x, views)
+    out = model.eval().outputs(x, views)
     assert [lg.shape[1] for lg in out["attribute_logits"]] == QUT_CLASSES
-    assert out["bn"].shape == (3, 2 * 64)  # [image ; text]
+    assert out["test"].shape == (3, 2 * 64)  # [BN_v(image) ; text]
     # the view word changes the text side only
-    other = model.eval().outputs(x, torch.tensor([1, 1, 1]))
-    assert torch.allclose(other["feature_v"], model.outputs(x, views)["feature_v"])
-    assert not torch.allclose(other["feature_t"][0], model.outputs(x, views)["feature_t"][0])
+    other = model.outputs(x, torch.tensor([1, 1, 1]))["test"]
+    assert torch.allclose(other[:, :64], out["test"][:, :64])
+    assert not torch.allclose(other[0, 64:], out["test"][0, 64:])
     cargo = build_model("latex", dataset=converted("cargo"), backbone=TINY, prompts=16)
     assert cargo.attribute_classes == [] and "attribute_logits" not in cargo.eval().outputs(x, views)
 
 
+def test_the_official_pacg_attends_across_the_batch():
+    """The code's non-batch-first attention mixes samples: one sample's logits change with another's image."""
+    classifier = AttributeClassifier(8, 3, heads=2).eval()
+    pair, others, g = torch.randn(4, 16), torch.randn(4, 14, 8), torch.randn(4, 8)
+    changed = g.clone()
+    changed[3] += 1.0
+    assert not torch.allclose(classifier(pair, others, g)[0], classifier(pair, others, changed)[0])
+
+
 def test_trainable_parameters_with_vit_b16_beside_the_papers_35_97m(converted):
-    """Built without weights. The paper reports 35.97M trainable parameters for AG-ReID.v1."""
-    model = build_model("latex", dataset=converted("agreid-v1"), backbone="ViT-B-16", prompts=15, shared_tokens=8)
+    """Built without weights at AG-ReID.v1's 199 train identities."""
+    facts = {**dataset_facts(open_dataset(converted("agreid-v1"))), "num_classes": 199}
+    model = LATex.build(facts, backbone="ViT-B-16", pretrained=None, image_size=(256, 128), prompts=15)
     counts = _trainable(model)
-    assert counts["prompts"] == 12 * 15 * 768  # deep prompts in every block
+    assert counts["prompts"] + counts["attribute_prompts"] == 12 * 15 * 768  # 11 layers of 15 + the 15 of layer 12
     assert counts["shared"] == 8 * 512
     assert counts["to_text"] == 15 * (1024 * 512 + 512 + 512 * 512 + 512)  # the 15 MLPs
-    per_attribute = (1024 * 512 + 512) + (4 * 512 * 512 + 4 * 512) + 2 * 512 + 2 * (512 * 512 + 512) + 2 * 512
-    heads = sum(512 * c + c for c in QUT_CLASSES)
-    assert counts["pacg"] == 15 * per_attribute + heads
-    # the residual FFN (2 x 512x512 per attribute) and its LayerNorm are what the official
-    # code leaves out: without them the total is the paper's order of magnitude
-    ffn = 15 * (2 * (512 * 512 + 512) + 2 * 512)
+    per_attribute = (1024 * 512 + 512) + (3 * 512 * 512 + 3 * 512) + (512 * 512 + 512) + 15 + 2 * 512
+    assert counts["pacg"] == 15 * per_attribute + sum(512 * c + c for c in QUT_CLASSES)
     total = sum(counts.values())
-    assert 35.5e6 < total - ffn < 36.5e6
+    assert total == 35_852_089  # the official 35,867,449 less its unused MLP BatchNorms (15 x 1,024)
+    assert abs(total - 35.97e6) / 35.97e6 < 0.005
     assert "clip_visual" not in counts
-    model = build_model("latex", dataset=converted("agreid-v1"), backbone="ViT-B-16", prompts=15, full=True)
-    full = _trainable(model)
-    assert full["clip_visual"] > 80e6  # LATex-full: the image encoder too
+    paper = LATex.build(facts, backbone="ViT-B-16", pretrained=None, image_size=(256, 128), reading="paper")
+    assert 43.7e6 < sum(_trainable(paper).values()) < 43.8e6  # + the residual FFN the code leaves out
+    full = LATex.build(facts, backbone="ViT-B-16", pretrained=None, image_size=(256, 128), full=True)
+    assert _trainable(full)["clip_visual"] > 80e6  # LATex-full: the image encoder too
 
 
-def _config(data, out, epochs: int = 6, **kw) -> TrainConfig:
+def _config(data, out, epochs: int = 8, **kw) -> TrainConfig:
     stage = {"epochs": epochs, "lr": 1e-3, "warmup_epochs": 1, "weight_decay": 0.0}
     hparams = {"p": 3, "k": 2, "pad": 4, "stages": {"train": stage}}
     options = {"prompts": 16, "shared_tokens": 8}
-    return cpu_train_config(data, out, method="latex", hparams=hparams, options=options, max_steps_per_epoch=2, **kw)
+    return cpu_train_config(data, out, method="latex", hparams=hparams, options=options, max_steps_per_epoch=3, **kw)
 
 
 def test_tiny_latex_trains_and_evaluates_per_protocol_with_attribute_accuracy(converted, tmp_path):
@@ -72,7 +83,7 @@ def test_tiny_latex_trains_and_evaluates_per_protocol_with_attribute_accuracy(co
     train(_config(data, tmp_path / "run"))
     with open(tmp_path / "run" / "train_log.csv") as f:
         loss = [float(r["loss"]) for r in csv.DictReader(f)]
-    assert len(loss) == 6 and loss[-1] < loss[0]
+    assert len(loss) == 8 and loss[-1] < loss[0]
     metrics = evaluate(
         EvalConfig(
             data=str(data), checkpoint=str(tmp_path / "run"), out=str(tmp_path / "eval"), workers=0, device="cpu"

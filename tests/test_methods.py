@@ -117,6 +117,21 @@ def test_official_hyper_parameters_are_pinned():
     assert (r.p, r.k, r.image_size, r.flip, r.pad, r.random_erasing) == (16, 4, (256, 128), 0.5, 10, 0.5)
     assert (r.label_smoothing, r.triplet_margin, r.extra["id_weight"]) == (0.1, 0.3, 0.25)
     assert METHODS["clip-reid"].pixel_stats == HALF and METHODS["latex"].pixel_stats == HALF
+    lt = METHODS["latex"].recipe
+    t = lt.stages["train"]
+    assert (t.optimizer, t.lr, t.weight_decay, t.grad_clip, t.epochs, t.min_lr) == (
+        "adam",
+        3.5e-4,
+        1e-4,
+        5.0,
+        120,
+        1.6e-6,
+    )
+    assert (t.schedule, t.warmup_from, lt.p, lt.k, lt.pad, lt.random_erasing) == ("warmup-cosine", 0.01, 16, 8, 10, 0.5)
+    assert (t.weight_decay_bias, t.weight_decay_norm) == (5e-4, 5e-4)
+    assert lt.extra == {"backbone_lr": 5e-6, "id_weight": 0.25, "id_smoothing": 0.0, "attribute_smoothing": 0.1}
+    v = METHODS["clip-video"].recipe
+    assert (v.p, v.k, v.clip_length, v.stages["train"].lr, v.stages["train"].milestones) == (8, 4, 8, 5e-6, (30, 50))
     c = METHODS["cerberus"].recipe
     assert (c.p, c.k, c.image_size, c.stages["train"].passes, c.stages["train"].lr) == (16, 4, (384, 128), 4, 3.5e-4)
     assert METHODS["cerberus"].pixel_stats == IMAGENET_MEAN

@@ -12,7 +12,7 @@ import torch
 from conftest import cpu_train_config
 
 from reidmodels import losses
-from reidmodels.backbone import TINY, build_clip
+from reidmodels.backbone import TINY, _open_clip, build_clip
 from reidmodels.engine import EvalConfig, TrainConfig, evaluate, train
 
 
@@ -31,8 +31,7 @@ def test_tiny_backbone_tokens_prompts_and_text_embeddings():
 
 
 def test_pretrained_from_a_local_checkpoint_resizes_positions(tmp_path):
-    import open_clip
-
+    open_clip = _open_clip()  # registers the tiny config
     square = open_clip.create_model(TINY)  # the tiny config at 224x224: a 14x14 grid
     path = tmp_path / "tiny.pt"
     torch.save(square.state_dict(), path)
@@ -41,6 +40,14 @@ def test_pretrained_from_a_local_checkpoint_resizes_positions(tmp_path):
     assert torch.equal(backbone.visual.conv1.weight, square.visual.conv1.weight)
     # the class position is kept; the grid is resized from 14x14
     assert torch.equal(backbone.visual.positional_embedding[0], square.visual.positional_embedding[0])
+
+
+def test_weights_load_strictly(tmp_path):
+    state = _open_clip().create_model(TINY).state_dict()
+    del state["visual.ln_post.weight"]
+    torch.save(state, tmp_path / "short.pt")
+    with pytest.raises(ValueError, match=r"short.pt: not a checkpoint of this architecture: missing \['visual.ln_post"):
+        build_clip(TINY, pretrained=str(tmp_path / "short.pt"))
 
 
 def test_pretrained_that_cannot_be_had_says_what_to_do():

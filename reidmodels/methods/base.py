@@ -66,6 +66,7 @@ class StagePlan:
     optimizer: str = "adam"
     weight_decay: float = 1e-4
     weight_decay_bias: float | None = None  # None: weight_decay
+    weight_decay_norm: float | None = None  # BN / LayerNorm parameters (fastreid's rule); None: as the others
     bias_lr_factor: float = 1.0
     schedule: str = "constant"
     warmup_epochs: int = 0
@@ -161,8 +162,12 @@ class Method(nn.Module):
 
     @classmethod
     def build(cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, **options) -> Method:
-        """The method sized for a dataset's ``facts`` (see ``dataset_facts``)."""
-        raise NotImplementedError
+        """The method sized for a dataset's ``facts`` (see ``dataset_facts``). This default
+        builds a CLIP backbone and calls ``cls(backbone, num_classes, **options)``."""
+        from ..backbone import build_clip
+
+        clip = build_clip(backbone, pretrained=pretrained, image_size=tuple(image_size))
+        return cls(clip, facts["num_classes"], **options)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -187,11 +192,17 @@ class Method(nn.Module):
         """Optimiser groups: biases at ``bias_lr_factor`` x lr with ``weight_decay_bias``
         (the official ReID codebases' rule); methods add their own rates by overriding."""
         plan = recipe.stages[stage]
+        norm_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+        norms = {id(p) for m in self.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
         groups = []
         for name, p in self.trainable_parameters(stage):
             bias = "bias" in name  # as the official optimisers test it: attention in_proj_bias too
             lr = plan.lr * (plan.bias_lr_factor if bias else 1.0)
-            decay = plan.weight_decay_bias if bias and plan.weight_decay_bias is not None else plan.weight_decay
+            decay = plan.weight_decay
+            if id(p) in norms and plan.weight_decay_norm is not None:
+                decay = plan.weight_decay_norm
+            if bias and plan.weight_decay_bias is not None:
+                decay = plan.weight_decay_bias
             groups.append({"params": [p], "lr": lr, "initial_lr": lr, "weight_decay": decay})
         return groups
 

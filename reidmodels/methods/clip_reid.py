@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import losses
-from ..backbone import CLIPBackbone, build_clip
+from ..backbone import CLIPBackbone
 from .base import HALF, Method, Recipe, StagePlan, unit
 
 __all__ = ["CLIPReID", "PromptLearner"]
@@ -113,11 +113,6 @@ class CLIPReID(Method):
         self.bottleneck, self.classifier = bnneck(backbone.width, num_classes)
         self.bottleneck_proj, self.classifier_proj = bnneck(backbone.embed_dim, num_classes)
         self.register_buffer("text", torch.zeros(0), persistent=False)  # every identity's, in stage 2
-
-    @classmethod
-    def build(cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, **options) -> CLIPReID:
-        clip = build_clip(backbone, pretrained=pretrained, image_size=tuple(image_size))
-        return cls(clip, facts["num_classes"], **options)
 
     @property
     def embed_dim(self) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from .. import losses
-from ..backbone import CLIPBackbone, build_clip
-from .base import Method, Recipe, StagePlan, unit
-from .clip_reid import bnneck
+from ..backbone import CLIPBackbone
+from .base import Method, Recipe, unit
+from .clip_reid import CLIPReID, bnneck
 
 __all__ = ["CLIPVideo"]
 
@@ -21,35 +21,12 @@ __all__ = ["CLIPVideo"]
 class CLIPVideo(Method):
     name = "clip-video"
     kind = "video"
-    recipe = Recipe(
-        stages={
-            "train": StagePlan(
-                epochs=60,
-                lr=5e-6,
-                weight_decay=1e-4,
-                weight_decay_bias=1e-4,
-                bias_lr_factor=2.0,
-                schedule="multistep",
-                warmup_epochs=10,
-                warmup_from=0.1,
-                milestones=(30, 50),
-                batches="images",
-            )
-        },
-        p=8,
-        k=4,
-        clip_length=8,
-    )
+    recipe = Recipe(stages={"train": CLIPReID.recipe.stages["stage2"]}, p=8, k=4, clip_length=8)
 
     def __init__(self, backbone: CLIPBackbone, num_classes: int) -> None:
         super().__init__()
         self.backbone = backbone
         self.bottleneck, self.classifier = bnneck(backbone.embed_dim, num_classes)
-
-    @classmethod
-    def build(cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, **options) -> CLIPVideo:
-        clip = build_clip(backbone, pretrained=pretrained, image_size=tuple(image_size))
-        return cls(clip, facts["num_classes"], **options)
 
     @property
     def embed_dim(self) -> int:

@@ -1,25 +1,37 @@
 """LATex (Hu et al., "Leveraging Attribute-based Text Knowledge for Aerial-Ground Person
-Re-Identification"): attribute-aware prompts, prompted attribute classifiers, a coupled
-prompt template.
+Re-Identification") as its official code (``kevinhu314/LATex``) trains it, by default.
 
-- **AIE**: the frozen CLIP image encoder with deep learnable prompts (a fresh set in
-  every block: 15 for AG-ReID.v1, 128 for v2, 256 for CARGO); the class token is the
-  global feature and the last block's first T = 15 prompt outputs are the attribute
-  tokens (both through CLIP's ``ln_post`` and projection).
-- **PACG** (datasets with attributes): per attribute t, ``z = Linear([g ; a_t])``;
-  ``z`` attends (multi-head, per sample) to the other attribute tokens; a residual
-  FFN; BN; a classifier over the attribute's values (label-smoothed CE). An MLP per
-  attribute maps ``[g ; a_t]`` to that attribute's text token.
-- **CPT**: "A [view] view photo of a [K shared tokens] [T attribute tokens] person."
-  with the view word from the sample (UAV / CCTV / wearable), as token embeddings into
-  the frozen CLIP text encoder; the end-token feature is the text feature.
-- Retrieval feature: [BN(image feature) ; BN(text feature)].
+- **AIE**: the frozen CLIP image encoder with deep prompts: ``prompts`` fresh tokens in
+  each of blocks 1-11 (15 for AG-ReID.v1, 128 for v2, 256 for CARGO), their outputs
+  dropped, and a separate 15 in block 12 whose outputs are the attribute tokens. The
+  class token and the attribute tokens go through the projection without ``ln_post``.
+  The global feature is ``BN_v(g)``.
+- **PACG** (datasets with attributes), per attribute t
+  (``baseline_clip_visual_text.py``, ``AttrClassifier_one``): ``fc1([BN_v(g) ; a_t])``
+  plus ``channel_fc`` (Linear 14 -> 1) over a multi-head attention whose queries are
+  the 14 other attribute tokens and whose keys and values are ``BN_v(g)``; then
+  QuickGELU -> BN -> Linear and a label-smoothed CE (0.1). The official
+  ``nn.MultiheadAttention`` is not batch-first and gets (batch, 14, dim): it attends
+  **across the samples of the batch** at each of the 14 positions; we do the same
+  (within one sample there is one key, and the attention is constant).
+- An MLP per attribute (Linear 1024 -> 512, QuickGELU, Linear 512 -> 512) maps
+  ``[BN_v(g) ; a_t]`` to a text token.
+- **CPT**: "a {uav|cctv|wearable} view photo of a [K shared] [15 attribute] x person"
+  (the code's 16 placeholders for 15 slots leave a literal x; no full stop) through the
+  frozen text encoder built **without** the causal mask; the end-token feature.
+- Losses: per side (image, text) 0.25 x CE (no smoothing) through a BNNeck head after
+  ``BN_v`` / ``BN_t``, and a soft-margin batch-hard triplet on ``BN_v(g)`` /
+  ``BN_t(text)``; the attribute CEs. Test feature: ``[BN_v(g) ; text]`` (the code skips
+  ``BN_t`` at test).
+- Trainable with ViT-B-16 at 199 ids (AG-ReID.v1): 35,852,089; the official model has
+  35,867,449, the difference being a BatchNorm its text-token MLP builds and never
+  uses (15 x 1,024); the paper reports 35.97M.
 
-Where the paper and the official code (kevinhu314/LATex) differ, this follows the
-paper: attention within each sample (the code's ``nn.MultiheadAttention`` without
-``batch_first`` attends across the batch), a residual FFN (absent in the code), the
-same BN on the text feature in training and test (the code skips it at test), and
-CLIP's ``ln_post`` on the image tokens (the code omits it).
+``reading="paper"`` builds what the paper's text describes instead: attention of the
+fused token over the other attribute tokens within each sample, a residual FFN with
+its LayerNorm, CLIP's ``ln_post``, MLPs on the raw g, the causal text mask, ``BN_t`` at
+test (43.75M trainable on AG-ReID.v1). The paper's weight decay 0.1 is a recipe
+override: ``hparams: {stages: {train: {weight_decay: 0.1}}}``.
 """
 
 from __future__ import annotations
@@ -28,21 +40,44 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
 from ..backbone import CLIPBackbone, build_clip
 from .base import HALF, VIEWS, Method, Recipe, StagePlan, unit
+from .clip_reid import bnneck
 
 __all__ = ["LATex", "VIEW_WORDS"]
 
-VIEW_WORDS = {"aerial": "UAV", "ground": "CCTV", "wearable": "wearable"}  # the template's word per view
+VIEW_WORDS = {"aerial": "UAV", "ground": "CCTV", "wearable": "Wearable"}  # the template's word per view
 ATTRIBUTE_PROMPTS = 15
 
 
+class QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
 class AttributeClassifier(nn.Module):
-    """PACG for one attribute: fuse [g ; a_t], attend to the other attributes, FFN, classify."""
+    """PACG for one attribute, as the official code (see the module docstring)."""
+
+    def __init__(self, dim: int, classes: int, heads: int = 8) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(2 * dim, dim)
+        self.attention = nn.MultiheadAttention(dim, heads)  # not batch-first, as the code
+        self.channel_fc = nn.Linear(ATTRIBUTE_PROMPTS - 1, 1)
+        self.head = nn.Sequential(QuickGELU(), nn.BatchNorm1d(dim), nn.Linear(dim, classes))
+
+    def forward(self, pair: torch.Tensor, others: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """``pair`` [BN_v(g) ; a_t] (N, 2D), ``others`` the other attribute tokens (N, 14, D), ``g`` BN_v(g)."""
+        keys = g.unsqueeze(1).expand_as(others)
+        mixed, _ = self.attention(others, keys, keys, need_weights=False)  # (N, 14, D) read as (L=N, batch=14)
+        return self.head(self.fc1(pair) + self.channel_fc(mixed.transpose(1, 2)).squeeze(-1))
+
+
+class PaperAttributeClassifier(nn.Module):
+    """PACG as the paper's text reads: the fused token attends to the other attribute
+    tokens within its sample, a residual FFN, BN, classifier."""
 
     def __init__(self, dim: int, classes: int, heads: int = 8) -> None:
         super().__init__()
@@ -53,9 +88,9 @@ class AttributeClassifier(nn.Module):
         self.bn = nn.BatchNorm1d(dim)
         self.classifier = nn.Linear(dim, classes)
 
-    def forward(self, g: torch.Tensor, own: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-        z = self.fuse(torch.cat([g, own], dim=1)).unsqueeze(1)  # (N, 1, D)
-        context, _ = self.attention(z, others, others, need_weights=False)  # per sample: (N, 1, D)
+    def forward(self, pair: torch.Tensor, others: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        z = self.fuse(pair).unsqueeze(1)  # (N, 1, D)
+        context, _ = self.attention(z, others, others, need_weights=False)
         z = z + context
         z = z + self.ffn(self.norm(z))
         return self.classifier(self.bn(z.squeeze(1)))
@@ -66,26 +101,32 @@ class LATex(Method):
     kind = "image"
     fields = ("view", "attributes")
     pixel_stats = HALF
-    # The paper's hyper-parameters (the official code's are the next change: weight decay
-    # 1e-4, gradient clipping 5.0, warm-up 2000 iterations; see METHODS.md).
+    # The released configs (configs/v1/CLIP_visual_text.yml): Adam 3.5e-4, weight decay
+    # 1e-4 (5e-4 on norms and biases, fastreid's defaults), cosine to 1.6e-6 after a
+    # warm-up from 1% (2000 iterations there: about 22 epochs of AG-ReID.v1, 5 of v2;
+    # 5 here, recipes override), gradient clipping per parameter at 5.0, 120 epochs of
+    # 16 ids x 8 (v2: 32 x 4), flip, pad 10, erasing 0.5.
     recipe = Recipe(
         stages={
             "train": StagePlan(
                 epochs=120,
                 lr=3.5e-4,
-                weight_decay=0.1,
+                weight_decay=1e-4,
+                weight_decay_bias=5e-4,
+                weight_decay_norm=5e-4,
                 schedule="warmup-cosine",
                 warmup_epochs=5,
                 warmup_from=0.01,
                 min_lr=1.6e-6,
                 batches="images",
+                grad_clip=5.0,
             )
         },
         p=16,
         k=8,
         pad=10,
         random_erasing=0.5,
-        extra={"backbone_lr": 5e-6, "attribute_smoothing": 0.1},
+        extra={"backbone_lr": 5e-6, "id_weight": 0.25, "id_smoothing": 0.0, "attribute_smoothing": 0.1},
     )
 
     def __init__(
@@ -100,25 +141,28 @@ class LATex(Method):
         shared_tokens: int = 8,
         heads: int = 8,
         full: bool = False,
+        reading: str = "code",
     ) -> None:
         super().__init__()
-        self.full = full  # latex-full: the CLIP image encoder trains too, at extra["backbone_lr"]
+        if reading not in ("code", "paper"):
+            raise ValueError(f"reading must be 'code' (the official code, default) or 'paper', got {reading!r}")
+        self.full, self.reading = full, reading  # full: the image encoder trains too, at extra["backbone_lr"]
         self.attribute_names, self.attribute_values = list(attribute_names), [list(v) for v in attribute_values]
-        if prompts < ATTRIBUTE_PROMPTS:
-            raise ValueError(f"LATex needs at least {ATTRIBUTE_PROMPTS} prompts per layer, got {prompts}")
         self.backbone = backbone
         dim, width = backbone.embed_dim, backbone.width
         layers = len(backbone.visual.transformer.resblocks)
-        self.prompts = nn.Parameter(torch.empty(layers, prompts, width))
-        nn.init.trunc_normal_(self.prompts, std=0.02)
+        self.prompts = nn.Parameter(nn.init.trunc_normal_(torch.empty(layers - 1, prompts, width), std=0.02))
+        self.attribute_prompts = nn.Parameter(nn.init.trunc_normal_(torch.empty(ATTRIBUTE_PROMPTS, width), std=0.02))
         self.attribute_classes = list(attribute_classes) if attribute_classes else []
         text_width = backbone.clip.token_embedding.embedding_dim
         if self.attribute_classes:
             if len(self.attribute_classes) != ATTRIBUTE_PROMPTS:
                 raise ValueError(f"LATex uses {ATTRIBUTE_PROMPTS} attributes, the dataset has {len(attribute_classes)}")
-            self.pacg = nn.ModuleList(AttributeClassifier(dim, c, heads) for c in self.attribute_classes)
+            pacg = AttributeClassifier if reading == "code" else PaperAttributeClassifier
+            act = QuickGELU if reading == "code" else nn.GELU
+            self.pacg = nn.ModuleList(pacg(dim, c, heads) for c in self.attribute_classes)
             self.to_text = nn.ModuleList(
-                nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, text_width))
+                nn.Sequential(nn.Linear(2 * dim, dim), act(), nn.Linear(dim, text_width))
                 for _ in range(ATTRIBUTE_PROMPTS)
             )
         else:  # CARGO: no attributes, the attribute tokens go straight into the template
@@ -127,26 +171,30 @@ class LATex(Method):
         self.shared = nn.Parameter(torch.randn(shared_tokens, text_width) * 0.02)
         self._templates(shared_tokens)
         self.bottleneck_v, self.bottleneck_t = nn.BatchNorm1d(dim), nn.BatchNorm1d(dim)
-        for bn in (self.bottleneck_v, self.bottleneck_t):
-            bn.bias.requires_grad_(False)
-        self.classifier_v = nn.Linear(dim, num_classes, bias=False)
-        self.classifier_t = nn.Linear(dim, num_classes, bias=False)
-        for c in (self.classifier_v, self.classifier_t):
-            nn.init.normal_(c.weight, std=0.001)
+        if reading == "code":  # fastreid's EmbeddingHead: its own BNNeck before each classifier
+            self.head_bn_v, self.classifier_v = bnneck(dim, num_classes)
+            self.head_bn_t, self.classifier_t = bnneck(dim, num_classes)
+        else:
+            self.classifier_v = nn.Linear(dim, num_classes, bias=False)
+            self.classifier_t = nn.Linear(dim, num_classes, bias=False)
+            for c in (self.classifier_v, self.classifier_t):
+                nn.init.normal_(c.weight, std=0.001)
 
     def _templates(self, shared: int) -> None:
-        """Token embeddings of the template per view, with the slots for K + T learned tokens."""
+        """Token embeddings of the template per view, with the slots for K + 15 learned tokens."""
         b = self.backbone
         slots = shared + ATTRIBUTE_PROMPTS
         x_token = int(b.tokenize(["X"])[0, 1])
+        placeholders = " ".join(["X"] * (slots + 1)) if self.reading == "code" else " ".join(["X"] * slots)
+        ending = "person" if self.reading == "code" else "person."
         prefixes, suffixes, eots, starts = [], [], [], []
         for view in VIEWS:
-            ids = b.tokenize([f"A {VIEW_WORDS[view]} view photo of a {' '.join(['X'] * slots)} person."])
+            ids = b.tokenize([f"A {VIEW_WORDS[view]} view photo of a {placeholders} {ending}"])
             start = int((ids[0] == x_token).nonzero()[0])
             with torch.no_grad():
                 embedded = b.token_embeddings(ids)[0]
             prefixes.append(embedded[:start])
-            suffixes.append(embedded[start + slots :])
+            suffixes.append(embedded[start + slots :])  # the code's layout keeps one literal x here
             eots.append(int(ids.argmax(-1)))
             starts.append(start)
         if len(set(starts)) != 1 or len({len(x) for x in suffixes}) != 1:
@@ -154,9 +202,6 @@ class LATex(Method):
         self.register_buffer("text_prefix", torch.stack(prefixes))  # (views, start, width)
         self.register_buffer("text_suffix", torch.stack(suffixes))
         self.register_buffer("text_eot", torch.tensor(eots))
-
-    def attribute_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.backbone.encode_image_prompts(images, self.prompts, ATTRIBUTE_PROMPTS)
 
     @classmethod
     def build(cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, **options) -> LATex:
@@ -166,11 +211,11 @@ class LATex(Method):
 
     @property
     def embed_dim(self) -> int:
-        return 2 * self.backbone.embed_dim  # [BN(image) ; BN(text)]
+        return 2 * self.backbone.embed_dim  # [image ; text]
 
     def trains(self, name: str, stage: str) -> bool:
-        if name in ("bottleneck_v.bias", "bottleneck_t.bias"):
-            return False  # BNNeck: no learned shift
+        if name in ("bottleneck_v.bias", "bottleneck_t.bias", "head_bn_v.bias", "head_bn_t.bias"):
+            return False  # BNNecks: no learned shift
         return not name.startswith("backbone.") or (self.full and name.startswith("backbone.clip.visual."))
 
     def parameter_groups(self, stage: str, recipe: Recipe) -> list[dict]:
@@ -185,16 +230,19 @@ class LATex(Method):
         return self.outputs(batch["x"], batch["view"])
 
     def outputs(self, images: torch.Tensor, views: torch.Tensor) -> dict:
-        g, tokens = self.attribute_tokens(images)  # (N, D), (N, T, D)
+        code = self.reading == "code"
+        prompts = list(self.prompts) + [self.attribute_prompts]
+        g, tokens = self.backbone.encode_image_prompts(images, prompts, ATTRIBUTE_PROMPTS, ln_post=not code)
+        bn_v = self.bottleneck_v(g)
+        base = bn_v if code else g  # the code feeds BN_v(g) to the classifiers and MLPs
         out: dict = {}
         if self.attribute_classes:
-            pairs = torch.cat([g.unsqueeze(1).expand_as(tokens), tokens], dim=2)  # (N, T, 2D)
+            pairs = torch.cat([base.unsqueeze(1).expand_as(tokens), tokens], dim=2)  # (N, 15, 2D)
             words = torch.stack([mlp(pairs[:, t]) for t, mlp in enumerate(self.to_text)], dim=1)
-            logits = []
-            for t, classifier in enumerate(self.pacg):
-                others = torch.cat([tokens[:, :t], tokens[:, t + 1 :]], dim=1)
-                logits.append(classifier(g, tokens[:, t], others))
-            out["attribute_logits"] = logits
+            out["attribute_logits"] = [
+                classifier(pairs[:, t], torch.cat([tokens[:, :t], tokens[:, t + 1 :]], dim=1), base)
+                for t, classifier in enumerate(self.pacg)
+            ]
         else:
             words = self.to_text[0](tokens) if len(self.to_text) else tokens
         n = images.shape[0]
@@ -207,41 +255,41 @@ class LATex(Method):
             ],
             dim=1,
         )
-        text = self.backbone.encode_text_embeddings(embedded, self.text_eot[views])
-        bn_v, bn_t = self.bottleneck_v(g), self.bottleneck_t(text)
-        out.update(
-            feature_v=g,
-            feature_t=text,
-            logits_v=self.classifier_v(bn_v),
-            logits_t=self.classifier_t(bn_t),
-            bn=torch.cat([bn_v, bn_t], dim=1),
-        )
-        return out
+        text = self.backbone.encode_text_embeddings(embedded, self.text_eot[views], causal=not code)
+        bn_t = self.bottleneck_t(text)
+        if code:
+            logits_v, logits_t = self.classifier_v(self.head_bn_v(bn_v)), self.classifier_t(self.head_bn_t(bn_t))
+            triplet, test = (bn_v, bn_t), torch.cat([bn_v, text], dim=1)
+        else:
+            logits_v, logits_t = self.classifier_v(bn_v), self.classifier_t(bn_t)
+            triplet, test = (g, text), torch.cat([bn_v, bn_t], dim=1)
+        return out | {"logits_v": logits_v, "logits_t": logits_t, "triplet": triplet, "test": test}
 
     def loss(self, out: dict, batch: dict, stage: str, recipe: Recipe) -> torch.Tensor:
         """0.25 (CE_v + CE_t) + soft-margin triplet on both features + the attribute CEs."""
-        labels, attributes = batch["label"], batch.get("attributes")
-        smoothing = recipe.extra["attribute_smoothing"]
-        total = 0.25 * (
-            F.cross_entropy(out["logits_v"].float(), labels) + F.cross_entropy(out["logits_t"].float(), labels)
+        labels, attributes, extra = batch["label"], batch.get("attributes"), recipe.extra
+        ce = sum(
+            losses.cross_entropy_smooth(out[k].float(), labels, extra["id_smoothing"]) for k in ("logits_v", "logits_t")
         )
-        total = total + losses.triplet_hard(out["feature_v"].float(), labels, margin=None)
-        total = total + losses.triplet_hard(out["feature_t"].float(), labels, margin=None)
+        total = extra["id_weight"] * ce + sum(
+            losses.triplet_hard(f.float(), labels, margin=None) for f in out["triplet"]
+        )
         if attributes is not None and "attribute_logits" in out:
             for t, logits in enumerate(out["attribute_logits"]):
                 known = attributes[:, t] >= 0  # distractors have no attributes
                 if known.any():
+                    smoothing = extra["attribute_smoothing"]
                     total = total + losses.cross_entropy_smooth(logits[known].float(), attributes[known, t], smoothing)
         return total
 
     def embed(self, x: torch.Tensor, *, view: torch.Tensor, **fields) -> torch.Tensor:
-        return unit(self.outputs(x, view)["bn"])
+        return unit(self.outputs(x, view)["test"])
 
     def test_outputs(self, x: torch.Tensor, *, view: torch.Tensor, **fields) -> tuple:
         out = self.outputs(x, view)
         logits = out.get("attribute_logits")
         predicted = torch.stack([lg.argmax(1) for lg in logits], dim=1) if logits else None
-        return unit(out["bn"]), predicted
+        return unit(out["test"]), predicted
 
     def extra_metrics(self, data, rows, predictions, features) -> dict:
         """Per attribute: the share of labelled test samples whose predicted value is right."""
