@@ -51,4 +51,8 @@ def build_model(
     if facts["kind"] != cls.kind:
         raise ValueError(f"method {name} trains on {cls.kind} datasets; {data.path} holds {facts['kind']}")
     size = tuple(image_size or cls.recipe.image_size)
-    return cls.build(facts, backbone=backbone, pretrained=pretrained, image_size=size, **options)
+    model = cls.build(facts, backbone=backbone, pretrained=pretrained, image_size=size, **options)
+    trained = dict(model.trainable_parameters())
+    for name, p in model.named_parameters():  # what no stage trains says so
+        p.requires_grad_(name in trained)
+    return model

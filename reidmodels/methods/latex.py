@@ -282,10 +282,13 @@ class LATex(Method):
                     total = total + losses.cross_entropy_smooth(logits[known].float(), attributes[known, t], smoothing)
         return total
 
-    def embed(self, x: torch.Tensor, *, view: torch.Tensor, **fields) -> torch.Tensor:
-        return unit(self.outputs(x, view)["test"])
+    def embed(self, x: torch.Tensor, *, view: torch.Tensor | None = None, **fields) -> torch.Tensor:
+        """``view``: each image's view index (``VIEWS``); the text half of the feature depends on it."""
+        return self.test_outputs(x, view=view)[0]
 
-    def test_outputs(self, x: torch.Tensor, *, view: torch.Tensor, **fields) -> tuple:
+    def test_outputs(self, x: torch.Tensor, *, view: torch.Tensor | None = None, **fields) -> tuple:
+        if view is None:
+            raise ValueError("LATex's feature depends on each image's view: pass view= (indices into VIEWS)")
         out = self.outputs(x, view)
         logits = out.get("attribute_logits")
         predicted = torch.stack([lg.argmax(1) for lg in logits], dim=1) if logits else None
