@@ -14,15 +14,26 @@ def cross_entropy_smooth(logits: torch.Tensor, labels: torch.Tensor, epsilon: fl
 
 
 def triplet_hard(
-    features: torch.Tensor, labels: torch.Tensor, margin: float | None = 0.3, normalize: bool = False
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float | None = 0.3,
+    normalize: bool = False,
+    metric: str = "euclidean",
 ) -> torch.Tensor:
     """Batch-hard triplet loss (Hermans et al.): hardest positive and negative per anchor.
 
     ``margin`` None gives the soft-margin form ``log(1 + exp(d_ap - d_an))``.
+    ``metric="cosine"``: the distance is 1 - cosine similarity (VSLA-CLIP's).
     """
-    if normalize:
-        features = F.normalize(features, dim=1)
-    dist = torch.cdist(features.float(), features.float()).clamp_min(1e-12)
+    if metric == "cosine":
+        unit = F.normalize(features.float(), dim=1)
+        dist = 1 - unit @ unit.T
+    elif metric == "euclidean":
+        if normalize:
+            features = F.normalize(features, dim=1)
+        dist = torch.cdist(features.float(), features.float()).clamp_min(1e-12)
+    else:
+        raise ValueError(f"unknown triplet metric {metric!r}: euclidean or cosine")
     same = labels[:, None] == labels[None, :]
     d_ap = (dist * same).max(dim=1).values
     d_an = dist.masked_fill(same, float("inf")).min(dim=1).values

@@ -18,12 +18,24 @@ from reidmodels.methods import get_method
 from reidmodels.methods.base import HALF, IMAGENET_MEAN, lr_factor
 from reidmodels.methods.clip_reid import CLIPReID
 
-DATASET = {"clip-reid": "market1501", "clip-video": "g2a-vreid", "latex": "agreid-v2", "cerberus": "market1501"}
-SMALL = {"cerberus": {"image_size": [128, 64]}, "clip-video": {"clip_length": 2}}
+DATASET = {
+    "clip-reid": "market1501",
+    "clip-video": "g2a-vreid",
+    "latex": "agreid-v2",
+    "cerberus": "market1501",
+    "vsla-clip": "g2a-vreid",
+    "ft-clip": "g2a-vreid",
+}
+SMALL = {
+    "cerberus": {"image_size": [128, 64]},
+    "clip-video": {"clip_length": 2},
+    "vsla-clip": {"clip_length": 2},
+    "ft-clip": {"clip_length": 2},
+}
 
 
 def test_the_registry_names_every_method_and_lists_them_on_a_typo():
-    assert list(METHODS) == ["clip-reid", "clip-video", "latex", "cerberus"]
+    assert list(METHODS) == ["clip-reid", "clip-video", "latex", "cerberus", "vsla-clip", "ft-clip"]
     with pytest.raises(ValueError, match="unknown method 'clipreid': expected one of clip-reid, clip-video, latex"):
         get_method("clipreid")
 
@@ -132,6 +144,14 @@ def test_official_hyper_parameters_are_pinned():
     assert lt.extra == {"backbone_lr": 5e-6, "id_weight": 0.25, "id_smoothing": 0.0, "attribute_smoothing": 0.1}
     v = METHODS["clip-video"].recipe
     assert (v.p, v.k, v.clip_length, v.stages["train"].lr, v.stages["train"].milestones) == (8, 4, 8, 5e-6, (30, 50))
+    vs = METHODS["vsla-clip"].recipe
+    v2 = vs.stages["stage2"]
+    assert (vs.p, vs.k, vs.clip_length, vs.random_erasing, vs.pad) == (8, 4, 8, 0.5, 0)
+    assert (v2.lr, v2.bias_lr_factor, v2.weight_decay, v2.epochs, v2.milestones) == (1e-4, 2.0, 1e-4, 120, (60, 90))
+    assert (v2.warmup_epochs, v2.warmup_from, vs.stages["stage1"].epochs) == (10, 0.1, 120)
+    assert vs.extra["triplet_metric"] == "cosine" and METHODS["vsla-clip"].pixel_stats == IMAGENET_MEAN
+    ft = METHODS["ft-clip"].recipe
+    assert ft.stages == METHODS["clip-reid"].recipe.stages and ft.extra["supcon_weight"] == 0.0
     c = METHODS["cerberus"].recipe
     assert (c.p, c.k, c.image_size, c.stages["train"].passes, c.stages["train"].lr) == (16, 4, (384, 128), 4, 3.5e-4)
     assert METHODS["cerberus"].pixel_stats == IMAGENET_MEAN

@@ -11,11 +11,13 @@ from .base import Method, Recipe, StagePlan, dataset_facts
 from .cerberus import Cerberus
 from .clip_reid import CLIPReID
 from .clip_video import CLIPVideo
+from .ft_clip import FTCLIP
 from .latex import LATex
+from .vsla_clip import VSLACLIP
 
 __all__ = ["METHODS", "Method", "Recipe", "StagePlan", "build_model", "dataset_facts", "get_method"]
 
-_CLASSES: tuple[type[Method], ...] = (CLIPReID, CLIPVideo, LATex, Cerberus)
+_CLASSES: tuple[type[Method], ...] = (CLIPReID, CLIPVideo, LATex, Cerberus, VSLACLIP, FTCLIP)
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in _CLASSES}
 
 

@@ -1,0 +1,254 @@
+"""VSLA-CLIP (the G2A-VReID paper; official code ``FHR-L/VSLA-CLIP``): a CLIP image
+encoder adapted to video by two small adapters per block, and platform-bridge prompts.
+
+- Per block k of the frozen image encoder, both adapters read the un-normalised stream:
+  ``x' = x + MSA(LN1(x)) + CFAA(x)`` and ``y = x' + MLP(LN2(x')) + IFA(x')``.
+  IFA (intra-frame) = Up(QuickGELU(Down(x))), width -> 256 -> width. CFAA
+  (cross-frame attention) = Up'(TA(Down'(x))): TA is a 4-head attention over the T
+  frames at each token position, with no temporal embedding, so it is blind to frame
+  order. PyTorch's default initialisation, as the code.
+- Platform-bridge prompts (``pbp=True``): ``pbp_length`` tokens per platform (ground,
+  UAV: from each sample's view) in each of the first ``pbp_depth`` blocks, fresh per
+  block; the block's attention reads [LN1(x) ; prompts] as keys and values and the
+  prompts' own outputs are dropped. Paper best: depth 3, length 16.
+- Text: "[SOS] P1..P8 S1..S4 P9..P16 . [EOS]": 16 shared and 4 per-identity tokens (std
+  0.02), no words, through the frozen causal text encoder.
+- Stage 1 trains the prompt tokens with SupCon image<->text (temperature 1, raw) against
+  one feature per tracklet computed once with the adapters and prompts off (the frame
+  mean of the projected class token). Stage 2 trains the adapters, the platform
+  prompts, the BN weights and two classifiers (BN(width) -> Linear on the ``ln_post``
+  class token, BN(512) -> Linear on its projection): 0.25 x the two label-smoothed
+  CEs + a cosine-distance batch-hard triplet (margin 0.3) on each of the three
+  frame-mean features (penultimate-block class token, ``ln_post`` class token,
+  projection) + label-smoothed CE of the raw dot products with every identity's text
+  feature + SupCon image->text and text->image.
+- Test feature: [frame-mean ``ln_post`` class token ; frame-mean projection], 1280-d
+  with ViT-B-16, before the BNs.
+- Tunable parameters with ViT-B-16: IFA 12 x 394,240 = 4,730,880; CFAA 12 x 657,408 =
+  7,888,896; prompt learner 2,048 N + 8,192; the heads and the platform prompts
+  (2 x depth x length x 768) come on top.
+
+Deviations: random erasing erases one rectangle for the whole clip (the code draws
+one per frame); the code's loader also shuffles the sampled frames of a training clip,
+which the order-blind CFAA and the frame mean make irrelevant.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import losses
+from ..backbone import CLIPBackbone
+from .base import IMAGENET_MEAN, VIEWS, Method, Recipe, StagePlan, unit
+from .clip_reid import CLIPReID, bnneck
+
+__all__ = ["CrossFrameAdapter", "IntraFrameAdapter", "VSLACLIP"]
+
+AERIAL = VIEWS.index("aerial")
+
+
+class QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class IntraFrameAdapter(nn.Module):
+    """IFA: width -> hidden -> width with QuickGELU, beside each block's MLP."""
+
+    def __init__(self, width: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.down, self.act, self.up = nn.Linear(width, hidden), QuickGELU(), nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        return self.up(self.act(self.down(x)))
+
+
+class CrossFrameAdapter(nn.Module):
+    """CFAA: width -> hidden, attention across the T frames at each token position, -> width."""
+
+    def __init__(self, width: int, hidden: int = 256, heads: int = 4) -> None:
+        super().__init__()
+        self.down, self.up = nn.Linear(width, hidden), nn.Linear(hidden, width)
+        self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """``x`` (B T, L, width), the T frames of each tracklet consecutive."""
+        h = self.down(x)
+        bt, length, d = h.shape
+        h = h.view(bt // frames, frames, length, d).transpose(1, 2).reshape(-1, frames, d)  # (B L, T, d)
+        h = self.attention(h, h, h, need_weights=False)[0]
+        h = h.view(bt // frames, length, frames, d).transpose(1, 2).reshape(bt, length, d)
+        return self.up(h)
+
+
+class VSLACLIP(Method):
+    name = "vsla-clip"
+    kind = "video"
+    fields = ("view",)
+    pixel_stats = IMAGENET_MEAN
+    recipe = Recipe(
+        stages={
+            "stage1": CLIPReID.recipe.stages["stage1"],  # the same plan as CLIP-ReID's stage 1
+            "stage2": StagePlan(
+                epochs=120,
+                lr=1e-4,
+                weight_decay=1e-4,
+                weight_decay_bias=1e-4,
+                bias_lr_factor=2.0,
+                schedule="multistep",
+                warmup_epochs=10,
+                warmup_from=0.1,
+                milestones=(60, 90),
+                batches="images",
+            ),
+        },
+        p=8,
+        k=4,
+        clip_length=8,
+        clip_mode="restricted",
+        random_erasing=0.5,
+        extra={"id_weight": 0.25, "i2t_weight": 1.0, "supcon_weight": 1.0, "triplet_metric": "cosine"},
+    )
+
+    def __init__(
+        self,
+        backbone: CLIPBackbone,
+        num_classes: int,
+        *,
+        adapter_width: int = 256,
+        adapter_heads: int = 4,
+        pbp: bool = False,
+        pbp_depth: int = 3,
+        pbp_length: int = 16,
+        adapters: bool = True,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        width, layers = backbone.width, len(backbone.visual.transformer.resblocks)
+        layers = layers if adapters else 0  # FT-CLIP: none
+        self.ifa_adapters = nn.ModuleList(IntraFrameAdapter(width, adapter_width) for _ in range(layers))
+        self.cfaa_adapters = nn.ModuleList(
+            CrossFrameAdapter(width, adapter_width, adapter_heads) for _ in range(layers)
+        )
+        self.pbp_prompts = None
+        if pbp:  # (depth, platforms: ground, UAV, length, width)
+            self.pbp_prompts = nn.Parameter(
+                nn.init.trunc_normal_(torch.empty(pbp_depth, 2, pbp_length, width), std=0.02)
+            )
+        self.prompt_learner = _SplitPromptLearner(backbone, num_classes)
+        self.bottleneck, self.classifier = bnneck(width, num_classes)
+        self.bottleneck_proj, self.classifier_proj = bnneck(backbone.embed_dim, num_classes)
+        self.register_buffer("text", torch.zeros(0), persistent=False)  # every identity's, in stage 2
+
+    @property
+    def embed_dim(self) -> int:
+        return self.backbone.width + self.backbone.embed_dim
+
+    def trains(self, name: str, stage: str) -> bool:
+        if stage == "stage1":
+            return name.startswith("prompt_learner.")
+        if name in ("bottleneck.bias", "bottleneck_proj.bias"):
+            return False  # BNNeck: no learned shift
+        return name.startswith(("ifa_adapters.", "cfaa_adapters.", "pbp_prompts", "bottleneck", "classifier"))
+
+    # --- the adapted image encoder ------------------------------------------------------
+
+    def encode(self, clips: torch.Tensor, views: torch.Tensor | None = None, *, adapted: bool = True) -> dict:
+        """Frame means of the penultimate-block class token, the ``ln_post`` class token and
+        its projection, for ``clips`` (B, T, 3, H, W). ``adapted=False``: the plain encoder."""
+        adapted = adapted and len(self.ifa_adapters) > 0
+        b, t = clips.shape[:2]
+        visual = self.backbone.visual
+        x = visual._embeds(clips.flatten(0, 1))
+        blocks = visual.transformer.resblocks
+        platform = None
+        if views is not None and self.pbp_prompts is not None:
+            platform = (views == AERIAL).long().repeat_interleave(t)  # 0 ground, 1 UAV, per frame
+        penultimate = x[:, 0]
+        for k, block in enumerate(blocks):
+            h = block.ln_1(x)
+            keys = h
+            if platform is not None and k < self.pbp_prompts.shape[0]:
+                keys = torch.cat([h, self.pbp_prompts[k, platform].to(h.dtype)], dim=1)  # prompt outputs are not made
+            attended = block.ls_1(block.attn(h, keys, keys, need_weights=False)[0])
+            y = x + attended + (self.cfaa_adapters[k](x, t) if adapted else 0)
+            x = y + block.ls_2(block.mlp(block.ln_2(y))) + (self.ifa_adapters[k](y, t) if adapted else 0)
+            if k == len(blocks) - 2:
+                penultimate = x[:, 0]
+        cls = visual.ln_post(x[:, 0])
+        proj = cls @ visual.proj
+        mean = lambda f: f.view(b, t, -1).mean(1)  # noqa: E731
+        return {"penultimate": mean(penultimate), "cls": mean(cls), "proj": mean(proj)}
+
+    # --- training -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def begin_stage(self, stage: str) -> None:
+        if stage == "stage2":  # the text side is frozen from here: every identity's feature, once
+            n = self.prompt_learner.ctx.shape[0]
+            labels = torch.arange(n, device=self.prompt_learner.ctx.device)
+            self.text = torch.cat([self.prompt_learner(self.backbone, chunk) for chunk in labels.split(64)]).float()
+
+    @torch.no_grad()
+    def stage_features(self, stage: str, x: torch.Tensor, batch: dict) -> torch.Tensor:
+        return self.encode(x, adapted=False)["proj"].float()
+
+    def forward(self, batch: dict, stage: str) -> dict:
+        if stage == "stage1":
+            return {"image": batch["feature"], "text": self.prompt_learner(self.backbone, batch["label"])}
+        f = self.encode(batch["x"], batch.get("view"))
+        return {
+            "logits": [
+                self.classifier(self.bottleneck(f["cls"])),
+                self.classifier_proj(self.bottleneck_proj(f["proj"])),
+            ],
+            "features": [f["penultimate"], f["cls"], f["proj"]],
+            "proj": f["proj"],
+        }
+
+    def loss(self, out: dict, batch: dict, stage: str, recipe: Recipe) -> torch.Tensor:
+        labels = batch["label"]
+        if stage == "stage1":
+            image, text = out["image"].float(), out["text"].float()
+            return losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
+        w, eps = recipe.extra, recipe.label_smoothing
+        ce = sum(losses.cross_entropy_smooth(lg.float(), labels, eps) for lg in out["logits"])
+        metric = w["triplet_metric"]
+        triplet = sum(
+            losses.triplet_hard(f.float(), labels, recipe.triplet_margin, metric=metric) for f in out["features"]
+        )
+        image, text = out["proj"].float(), self.text[labels]
+        i2t = losses.cross_entropy_smooth(image @ self.text.T, labels, eps)  # raw dot products
+        supcon = losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
+        return w["id_weight"] * ce + triplet + w["i2t_weight"] * i2t + w["supcon_weight"] * supcon
+
+    def embed(self, x: torch.Tensor, *, view: torch.Tensor | None = None, **fields) -> torch.Tensor:
+        f = self.encode(x, view)
+        return unit(torch.cat([f["cls"], f["proj"]], dim=1))  # before the BNs
+
+
+class _SplitPromptLearner(nn.Module):
+    """ "[SOS] P1..P8 S1..S4 P9..P16 . [EOS]": 16 shared tokens around 4 per identity, no words."""
+
+    SHARED, OWN = 16, 4
+
+    def __init__(self, backbone: CLIPBackbone, num_classes: int) -> None:
+        super().__init__()
+        slots = self.SHARED + self.OWN
+        ids = backbone.tokenize([" ".join(["X"] * slots) + "."])
+        with torch.no_grad():
+            embedded = backbone.token_embeddings(ids)
+        self.register_buffer("prefix", embedded[:, :1].clone())  # [SOS]
+        self.register_buffer("suffix", embedded[:, 1 + slots :].clone())  # ". [EOS]" and padding
+        self.register_buffer("eot", ids.argmax(-1))
+        width = embedded.shape[-1]
+        self.shared = nn.Parameter(torch.randn(self.SHARED, width) * 0.02)
+        self.ctx = nn.Parameter(torch.randn(num_classes, self.OWN, width) * 0.02)
+
+    def forward(self, backbone: CLIPBackbone, labels: torch.Tensor) -> torch.Tensor:
+        n, half = labels.shape[0], self.SHARED // 2
+        shared = self.shared.unsqueeze(0).expand(n, -1, -1)
+        parts = [self.prefix.expand(n, -1, -1), shared[:, :half], self.ctx[labels], shared[:, half:]]
+        tokens = torch.cat([*parts, self.suffix.expand(n, -1, -1)], dim=1)
+        return backbone.encode_text_embeddings(tokens, self.eot.expand(n))
