@@ -147,7 +147,8 @@ def test_official_hyper_parameters_are_pinned():
     vs = METHODS["vsla-clip"].recipe
     v2 = vs.stages["stage2"]
     assert (vs.p, vs.k, vs.clip_length, vs.random_erasing, vs.pad) == (8, 4, 8, 0.5, 0)
-    assert (v2.lr, v2.bias_lr_factor, v2.weight_decay, v2.epochs, v2.milestones) == (1e-4, 2.0, 1e-4, 120, (60, 90))
+    assert (v2.lr, v2.bias_lr_factor, v2.weight_decay, v2.weight_decay_bias) == (1e-4, 2.0, 2.5e-4, 1e-4)
+    assert (v2.epochs, v2.milestones) == (120, (60, 90))
     assert (v2.warmup_epochs, v2.warmup_from, vs.stages["stage1"].epochs) == (10, 0.1, 120)
     assert vs.extra["triplet_metric"] == "cosine" and METHODS["vsla-clip"].pixel_stats == IMAGENET_MEAN
     ft = METHODS["ft-clip"].recipe

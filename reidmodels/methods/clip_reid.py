@@ -109,10 +109,18 @@ class CLIPReID(Method):
     def __init__(self, backbone: CLIPBackbone, num_classes: int, *, prompt_tokens: int = 4) -> None:
         super().__init__()
         self.backbone = backbone
-        self.prompt_learner = PromptLearner(backbone, num_classes, prompt_tokens)
+        self.prompt_learner = self.make_prompt_learner(backbone, num_classes, prompt_tokens)
         self.bottleneck, self.classifier = bnneck(backbone.width, num_classes)
         self.bottleneck_proj, self.classifier_proj = bnneck(backbone.embed_dim, num_classes)
         self.register_buffer("text", torch.zeros(0), persistent=False)  # every identity's, in stage 2
+
+    @staticmethod
+    def make_prompt_learner(backbone: CLIPBackbone, num_classes: int, tokens: int) -> nn.Module:
+        return PromptLearner(backbone, num_classes, tokens)
+
+    def image(self, batch: dict) -> dict:
+        """The three features stage 2 reads: ``penultimate``, ``cls`` (``ln_post``), ``proj``."""
+        return self.backbone.image_features(batch["x"])
 
     @property
     def embed_dim(self) -> int:
@@ -138,7 +146,7 @@ class CLIPReID(Method):
     def forward(self, batch: dict, stage: str) -> dict:
         if stage == "stage1":
             return {"image": batch["feature"], "text": self.prompt_learner(self.backbone, batch["label"])}
-        f = self.backbone.image_features(batch["x"])
+        f = self.image(batch)
         return {
             "logits": [
                 self.classifier(self.bottleneck(f["cls"])),
@@ -154,10 +162,17 @@ class CLIPReID(Method):
             image, text = out["image"].float(), out["text"].float()
             return losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
         w, eps = recipe.extra, recipe.label_smoothing
+        margin, metric = recipe.triplet_margin, w.get("triplet_metric", "euclidean")
         ce = sum(losses.cross_entropy_smooth(lg.float(), labels, eps) for lg in out["logits"])
-        triplet = sum(losses.triplet_hard(f.float(), labels, recipe.triplet_margin) for f in out["features"])
-        i2t = losses.cross_entropy_smooth(out["proj"].float() @ self.text.T, labels, eps)  # raw dot products
-        return w["id_weight"] * ce + w["triplet_weight"] * triplet + w["i2t_weight"] * i2t
+        triplet = sum(losses.triplet_hard(f.float(), labels, margin, metric=metric) for f in out["features"])
+        image, text = out["proj"].float(), self.text[labels]
+        i2t = losses.cross_entropy_smooth(image @ self.text.T, labels, eps)  # raw dot products
+        total = w["id_weight"] * ce + w.get("triplet_weight", 1.0) * triplet + w["i2t_weight"] * i2t
+        if w.get("supcon_weight"):  # VSLA-CLIP: SupCon both ways in stage 2 too
+            total = total + w["supcon_weight"] * (
+                losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
+            )
+        return total
 
     def embed(self, x: torch.Tensor, **fields) -> torch.Tensor:
         f = self.backbone.image_features(x)

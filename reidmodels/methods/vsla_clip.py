@@ -38,10 +38,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import losses
 from ..backbone import CLIPBackbone
-from .base import IMAGENET_MEAN, VIEWS, Method, Recipe, StagePlan, unit
-from .clip_reid import CLIPReID, bnneck
+from .base import IMAGENET_MEAN, VIEWS, Recipe, StagePlan, unit
+from .clip_reid import CLIPReID
 
 __all__ = ["CrossFrameAdapter", "IntraFrameAdapter", "VSLACLIP"]
 
@@ -82,7 +81,7 @@ class CrossFrameAdapter(nn.Module):
         return self.up(h)
 
 
-class VSLACLIP(Method):
+class VSLACLIP(CLIPReID):
     name = "vsla-clip"
     kind = "video"
     fields = ("view",)
@@ -93,7 +92,7 @@ class VSLACLIP(Method):
             "stage2": StagePlan(
                 epochs=120,
                 lr=1e-4,
-                weight_decay=1e-4,
+                weight_decay=2.5e-4,  # configs/adapter/vit_adapter.yml
                 weight_decay_bias=1e-4,
                 bias_lr_factor=2.0,
                 schedule="multistep",
@@ -123,8 +122,7 @@ class VSLACLIP(Method):
         pbp_length: int = 16,
         adapters: bool = True,
     ) -> None:
-        super().__init__()
-        self.backbone = backbone
+        super().__init__(backbone, num_classes)  # the backbone, the prompt learner, the two BNNeck heads
         width, layers = backbone.width, len(backbone.visual.transformer.resblocks)
         layers = layers if adapters else 0  # FT-CLIP: none
         self.ifa_adapters = nn.ModuleList(IntraFrameAdapter(width, adapter_width) for _ in range(layers))
@@ -136,14 +134,13 @@ class VSLACLIP(Method):
             self.pbp_prompts = nn.Parameter(
                 nn.init.trunc_normal_(torch.empty(pbp_depth, 2, pbp_length, width), std=0.02)
             )
-        self.prompt_learner = _SplitPromptLearner(backbone, num_classes)
-        self.bottleneck, self.classifier = bnneck(width, num_classes)
-        self.bottleneck_proj, self.classifier_proj = bnneck(backbone.embed_dim, num_classes)
-        self.register_buffer("text", torch.zeros(0), persistent=False)  # every identity's, in stage 2
 
-    @property
-    def embed_dim(self) -> int:
-        return self.backbone.width + self.backbone.embed_dim
+    @staticmethod
+    def make_prompt_learner(backbone: CLIPBackbone, num_classes: int, tokens: int) -> nn.Module:
+        return _SplitPromptLearner(backbone, num_classes)
+
+    def image(self, batch: dict) -> dict:
+        return self.encode(batch["x"], batch.get("view"))
 
     def trains(self, name: str, stage: str) -> bool:
         if stage == "stage1":
@@ -184,44 +181,8 @@ class VSLACLIP(Method):
     # --- training -------------------------------------------------------------------------
 
     @torch.no_grad()
-    def begin_stage(self, stage: str) -> None:
-        if stage == "stage2":  # the text side is frozen from here: every identity's feature, once
-            n = self.prompt_learner.ctx.shape[0]
-            labels = torch.arange(n, device=self.prompt_learner.ctx.device)
-            self.text = torch.cat([self.prompt_learner(self.backbone, chunk) for chunk in labels.split(64)]).float()
-
-    @torch.no_grad()
     def stage_features(self, stage: str, x: torch.Tensor, batch: dict) -> torch.Tensor:
         return self.encode(x, adapted=False)["proj"].float()
-
-    def forward(self, batch: dict, stage: str) -> dict:
-        if stage == "stage1":
-            return {"image": batch["feature"], "text": self.prompt_learner(self.backbone, batch["label"])}
-        f = self.encode(batch["x"], batch.get("view"))
-        return {
-            "logits": [
-                self.classifier(self.bottleneck(f["cls"])),
-                self.classifier_proj(self.bottleneck_proj(f["proj"])),
-            ],
-            "features": [f["penultimate"], f["cls"], f["proj"]],
-            "proj": f["proj"],
-        }
-
-    def loss(self, out: dict, batch: dict, stage: str, recipe: Recipe) -> torch.Tensor:
-        labels = batch["label"]
-        if stage == "stage1":
-            image, text = out["image"].float(), out["text"].float()
-            return losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
-        w, eps = recipe.extra, recipe.label_smoothing
-        ce = sum(losses.cross_entropy_smooth(lg.float(), labels, eps) for lg in out["logits"])
-        metric = w["triplet_metric"]
-        triplet = sum(
-            losses.triplet_hard(f.float(), labels, recipe.triplet_margin, metric=metric) for f in out["features"]
-        )
-        image, text = out["proj"].float(), self.text[labels]
-        i2t = losses.cross_entropy_smooth(image @ self.text.T, labels, eps)  # raw dot products
-        supcon = losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
-        return w["id_weight"] * ce + triplet + w["i2t_weight"] * i2t + w["supcon_weight"] * supcon
 
     def embed(self, x: torch.Tensor, *, view: torch.Tensor | None = None, **fields) -> torch.Tensor:
         f = self.encode(x, view)
@@ -229,7 +190,7 @@ class VSLACLIP(Method):
 
 
 class _SplitPromptLearner(nn.Module):
-    """ "[SOS] P1..P8 S1..S4 P9..P16 . [EOS]": 16 shared tokens around 4 per identity, no words."""
+    """The text "[SOS] P1..P8 S1..S4 P9..P16 . [EOS]": 16 shared tokens around 4 per identity, no words."""
 
     SHARED, OWN = 16, 4
 
