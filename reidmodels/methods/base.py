@@ -8,9 +8,11 @@ batch fields it needs, its pixel statistics, and implements:
 - ``forward(batch, stage)``: the outputs its loss needs (one call, so DDP sees it);
 - ``loss(out, batch, stage, recipe)``;
 - ``trains(name, stage)``: whether parameter ``name`` learns in ``stage``;
-- ``embed(x, **fields)``: the L2-normalised retrieval feature;
-- optionally ``begin_stage`` (e.g. cache text features), ``stage_features`` (a stage
-  trained on features computed once), ``predict`` and ``extra_metrics`` (attribute
+- ``embed(x, **fields)``: the L2-normalised retrieval feature (``embed_dim`` long);
+- ``build(facts, ...)`` when it is not a CLIP backbone + ``cls(backbone, num_classes)``;
+- optionally ``parameter_groups`` (own rates), ``begin_stage`` (e.g. cache text
+  features), ``stage_features`` (a stage trained on features computed once),
+  ``test_outputs`` (predictions beside the feature) and ``extra_metrics`` (attribute
   recognition, attribute search).
 
 The engine (``reidmodels.engine``) trains and evaluates any method through these,
