@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -338,6 +339,8 @@ def train(config: TrainConfig) -> dict:
             position = None
             mean = _mean_across_ranks(total / max(steps, 1), device, world)
             log_rows.append({"stage": stage, "epoch": epoch + 1, "loss": round(mean, 6)})
+            if rank == 0 and not sys.stderr.isatty():
+                print(f"{stage} epoch {epoch + 1}/{plan.epochs}: loss {mean:.4f} ({steps} steps)", file=sys.stderr)
             done = dict(done, **{stage: epoch + 1})
             if rank == 0:
                 progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
@@ -475,7 +478,8 @@ class _Trace:
 
 
 def _progress(loader, rank: int, desc: str):
-    if rank != 0:
+    """A progress bar on rank 0 when stderr is a terminal (logs get one line per epoch instead)."""
+    if rank != 0 or not sys.stderr.isatty():
         return loader
     from tqdm import tqdm
 
