@@ -25,6 +25,7 @@ DATASET = {
     "cerberus": "market1501",
     "vsla-clip": "g2a-vreid",
     "ft-clip": "g2a-vreid",
+    "promptsg": "market1501",
 }
 SMALL = {
     "cerberus": {"image_size": [128, 64]},
@@ -35,7 +36,7 @@ SMALL = {
 
 
 def test_the_registry_names_every_method_and_lists_them_on_a_typo():
-    assert list(METHODS) == ["clip-reid", "clip-video", "latex", "cerberus", "vsla-clip", "ft-clip"]
+    assert list(METHODS) == ["clip-reid", "clip-video", "latex", "cerberus", "vsla-clip", "ft-clip", "promptsg"]
     with pytest.raises(ValueError, match="unknown method 'clipreid': expected one of clip-reid, clip-video, latex"):
         get_method("clipreid")
 
@@ -153,6 +154,10 @@ def test_official_hyper_parameters_are_pinned():
     assert vs.extra["triplet_metric"] == "cosine" and METHODS["vsla-clip"].pixel_stats == IMAGENET_MEAN
     ft = METHODS["ft-clip"].recipe
     assert ft.stages == METHODS["clip-reid"].recipe.stages and ft.extra["supcon_weight"] == 0.0
+    ps = METHODS["promptsg"].recipe
+    pt = ps.stages["train"]
+    assert (pt.lr, ps.extra["new_lr"], pt.epochs, pt.milestones, pt.weight_decay) == (5e-6, 5e-5, 60, (20, 40), 1e-4)
+    assert (ps.p, ps.k, ps.extra["supcon_weight"], ps.label_smoothing) == (16, 4, 0.5, 0.1)
     c = METHODS["cerberus"].recipe
     assert (c.p, c.k, c.image_size, c.stages["train"].passes, c.stages["train"].lr) == (16, 4, (384, 128), 4, 3.5e-4)
     assert METHODS["cerberus"].pixel_stats == IMAGENET_MEAN

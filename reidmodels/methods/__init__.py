@@ -13,11 +13,12 @@ from .clip_reid import CLIPReID
 from .clip_video import CLIPVideo
 from .ft_clip import FTCLIP
 from .latex import LATex
+from .promptsg import PromptSG
 from .vsla_clip import VSLACLIP
 
 __all__ = ["METHODS", "Method", "Recipe", "StagePlan", "build_model", "dataset_facts", "get_method"]
 
-_CLASSES: tuple[type[Method], ...] = (CLIPReID, CLIPVideo, LATex, Cerberus, VSLACLIP, FTCLIP)
+_CLASSES: tuple[type[Method], ...] = (CLIPReID, CLIPVideo, LATex, Cerberus, VSLACLIP, FTCLIP, PromptSG)
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in _CLASSES}
 
 
