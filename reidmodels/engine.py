@@ -625,7 +625,7 @@ def evaluate(config: EvalConfig) -> dict:
             clip_mode=config.clip_mode or recipe["clip_mode"],
             clip_length=config.clip_length or recipe["clip_length"],
         )
-        collate = Collate(type(model), dataset_facts(data))
+        collate = Collate(type(model), info["facts"])  # the attribute vocabulary the model was built with
         features, predictions = extract_features(model, test, config, device, collate)
         cache.parent.mkdir(parents=True, exist_ok=True)
         extra = {} if predictions is None else {"predictions": predictions}

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from open_clip.transformer import QuickGELU
 from torch import nn
 
 from .. import losses
@@ -51,11 +52,6 @@ __all__ = ["LATex", "VIEW_WORDS"]
 
 VIEW_WORDS = {"aerial": "UAV", "ground": "CCTV", "wearable": "Wearable"}  # the template's word per view
 ATTRIBUTE_PROMPTS = 15
-
-
-class QuickGELU(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
 
 
 class AttributeClassifier(nn.Module):

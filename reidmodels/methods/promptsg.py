@@ -91,6 +91,7 @@ class PromptSG(Method):
         self.register_buffer("composed", embedded[:1].clone())  # the placeholder's embedding is replaced
         self.register_buffer("simplified", embedded[1:].clone())
         self.register_buffer("eot", ids.argmax(-1))
+        self._simplified_text: torch.Tensor | None = None  # cached by simplified_text
 
     @property
     def embed_dim(self) -> int:
@@ -120,10 +121,12 @@ class PromptSG(Method):
         return self.backbone.encode_text_embeddings(tokens, self.eot[:1].expand(n))
 
     def simplified_text(self, n: int) -> torch.Tensor:
-        """ "A photo of a person."'s text feature (the same for every image), for ``n`` images."""
-        with torch.no_grad():
-            text = self.backbone.encode_text_embeddings(self.simplified, self.eot[1:])
-        return text.expand(n, -1)
+        """The text feature of "A photo of a person." for ``n`` images: computed once (the text
+        encoder is frozen and the prompt has nothing learnt), then reused."""
+        if self._simplified_text is None or self._simplified_text.device != self.simplified.device:
+            with torch.no_grad():
+                self._simplified_text = self.backbone.encode_text_embeddings(self.simplified, self.eot[1:])
+        return self._simplified_text.expand(n, -1)
 
     def interact(self, text: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """z from a text feature (N, D) and the 129 visual tokens (N, 129, D)."""

@@ -36,6 +36,7 @@ which the order-blind CFAA and the frame mean make irrelevant.
 from __future__ import annotations
 
 import torch
+from open_clip.transformer import QuickGELU
 from torch import nn
 
 from ..backbone import CLIPBackbone
@@ -45,11 +46,6 @@ from .clip_reid import CLIPReID
 __all__ = ["CrossFrameAdapter", "IntraFrameAdapter", "VSLACLIP"]
 
 AERIAL = VIEWS.index("aerial")
-
-
-class QuickGELU(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
 
 
 class IntraFrameAdapter(nn.Module):
