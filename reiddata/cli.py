@@ -79,13 +79,16 @@ def _with_schema() -> set[str]:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .stats import dataset_stats, format_stats, write_plots
+    from .stats import dataset_stats, format_stats, headline_stats, write_plots
 
     stats = dataset_stats(args.dataset)
     print(format_stats(stats), end="")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    if args.metrics:
+        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.metrics).write_text(json.dumps(headline_stats(stats), indent=2, sort_keys=True) + "\n")
     if args.plots:
         write_plots(stats, Path(args.plots))
     return 0
@@ -119,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--variant", default=None, help="layout variant (msmt17, g2a-vreid: v1 or v2; agreid-v2: flat or nested)"
+        "--variant", default=None, help="layout variant (msmt17, g2a-vreid: v1 or v2; agreid-v2: flat or nested; default: the usual one)"
     )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_synth)
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="what is in a converted dataset")
     p.add_argument("dataset")
     p.add_argument("--json", default=None, help="also write the figures as JSON")
+    p.add_argument("--metrics", default=None, help="also write the headline figures as JSON (for DVC metrics)")
     p.add_argument("--plots", default=None, help="also write PNG plots into this folder")
     p.set_defaults(run=_stats)
 

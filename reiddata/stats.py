@@ -127,6 +127,22 @@ def dataset_stats(path: Path | str) -> dict:
     return out
 
 
+def headline_stats(stats: dict) -> dict:
+    """The few numbers every dataset has, under the same keys (a DVC metrics file per
+    source: `dvc metrics show` then gives one row per dataset): samples, identities and
+    frames per split, cameras, protocols, attributes."""
+    splits = stats["splits"]
+    attributes = stats["attributes"]
+    return {
+        "samples": stats["samples"],
+        "splits": {name: {k: s[k] for k in ("samples", "ids", "frames")} for name, s in splits.items()},
+        "cameras": len({c for s in splits.values() for c in s["cameras"]}),
+        "views": len({v for s in splits.values() for v in s["views"]}),
+        "protocols": len(stats["protocols"]),
+        "attributes": len(next(iter(attributes["values"].values()))) if attributes else 0,
+    }
+
+
 def _table(header: list[str], body: list[list[object]]) -> str:
     cells = [header] + [[str(c) for c in row] for row in body]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]

@@ -1,7 +1,8 @@
 """The ``reidmodels`` command: ``train`` and ``evaluate`` driven by a params.yaml section.
 
-reidmodels train --params params.yaml [--section train] [--data PATH] [--out PATH]
-reidmodels evaluate --params params.yaml [--section evaluate] [--data PATH] [--checkpoint PATH] [--out PATH]
+reidmodels train --params params.yaml [--section train ...] [--data PATH] [--out PATH] [--report DIR]
+reidmodels evaluate --params params.yaml [--section evaluate ...] [--data PATH] [--checkpoint PATH] [--out PATH]
+reidmodels summary --params params.yaml --reports reports/runs [--stats reports/stats] --out reports/summary.md
 torchrun --nproc_per_node N -m reidmodels train --params params.yaml     # DDP
 """
 
@@ -24,11 +25,22 @@ def _parser() -> argparse.ArgumentParser:
     for name, section in (("train", "train"), ("evaluate", "evaluate")):
         p = sub.add_parser(name, help=f"{name} from a params.yaml section")
         p.add_argument("--params", default="params.yaml", help="YAML file with the config sections")
-        p.add_argument("--section", default=section, help=f"section to read (default: {section})")
+        p.add_argument(
+            "--section",
+            action="append",
+            help=f"section to read, a key or dotted path; repeat to merge, later wins (default: {section})",
+        )
         p.add_argument("--data", default=None, help="converted dataset (overrides the section)")
         p.add_argument("--out", default=None, help="output folder (overrides the section)")
         if name == "evaluate":
             p.add_argument("--checkpoint", default=None, help="run folder or checkpoint.pt (overrides the section)")
+        else:
+            p.add_argument("--report", default=None, help="also write DIR/train.json (time) and DIR/loss.csv")
+    p = sub.add_parser("summary", help="one table and chart of every run's metrics")
+    p.add_argument("--params", default="params.yaml", help="YAML file with the runs section")
+    p.add_argument("--reports", default="reports/runs", help="folder of METHOD/SOURCE/{metrics,train}.json")
+    p.add_argument("--stats", default=None, help="folder of SOURCE.json from `reiddata stats --metrics`")
+    p.add_argument("--out", default="reports/summary.md", help="the table (Markdown); a PNG is written beside it")
     return parser
 
 
@@ -46,16 +58,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args) -> int:
     from .engine import EvalConfig, TrainConfig, evaluate, load_config, train
 
-    if args.command == "train":
-        config = load_config(TrainConfig, args.params, args.section, data=args.data, out=args.out)
-        print(json.dumps(train(config)))  # one line per rank: its batches and parameter hash
+    if args.command == "summary":
+        from .report import write_summary
+
+        print(write_summary(params=args.params, reports=args.reports, out=args.out, stats=args.stats))
         return 0
-    config = load_config(
-        EvalConfig, args.params, args.section, data=args.data, out=args.out, checkpoint=args.checkpoint
-    )
+    sections = args.section or [args.command]
+    if args.command == "train":
+        config = load_config(TrainConfig, args.params, sections, data=args.data, out=args.out)
+        result = train(config)
+        print(json.dumps(result))  # one line per rank: its batches and parameter hash
+        if args.report and result["rank"] == 0:
+            from .report import write_train_report
+
+            write_train_report(run=config.out, result=result, out=args.report)
+        return 0
+    config = load_config(EvalConfig, args.params, sections, data=args.data, out=args.out, checkpoint=args.checkpoint)
     metrics = evaluate(config)
     for name, m in metrics.items():
-        if isinstance(m, dict):
+        if isinstance(m, dict) and "mAP" in m:  # a protocol (not an extra metric such as Cerberus's PAR)
             print(
                 f"{name}: mAP {m['mAP']:.4f}  rank-1 {m['rank1']:.4f}  mINP {m['mINP']:.4f}  "
                 f"(chance mAP {m['chance_mAP']:.4f})"

@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,11 +78,25 @@ class EvalConfig:
     cache: str | None = None  # feature cache folder (default: <out>/features)
 
 
-def load_config(cls, path: str | Path, section: str, **overrides):
-    """A config dataclass from a YAML file's ``section`` (a params.yaml), with overrides."""
+def load_config(cls, path: str | Path, section: str | Sequence[str], **overrides):
+    """A config dataclass from YAML sections of a params file, with overrides.
+
+    ``section`` is a key or a dotted path (``runs.latex-cargo.train``); several sections
+    are merged in order, later keys replacing earlier ones (shared defaults, then a run's).
+    """
     import yaml
 
-    values = dict(yaml.safe_load(Path(path).read_text()).get(section) or {})
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    values: dict = {}
+    for name in [section] if isinstance(section, str) else section:
+        node = document
+        for part in name.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"{path}: no section {name!r} (check the name against the file)")
+            node = node[part]
+        if node is not None and not isinstance(node, dict):
+            raise ValueError(f"{path} [{name}]: expected a mapping of settings, found {type(node).__name__}")
+        values.update(node or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -604,6 +619,17 @@ def extract_features(model: Method, dataset: ShardDataset, config: EvalConfig, d
     return np.concatenate(features), (np.concatenate(predictions) if predictions else None)
 
 
+HEADLINE = ("rank1", "rank5", "rank10", "mAP", "mINP", "chance_mAP", "queries")
+
+
+def _write_protocol_metrics(folder: Path, protocols: dict[str, dict]) -> None:
+    """``<protocol>.json`` per protocol, the same numeric keys in each: `dvc metrics show`
+    then gives one row per (run, protocol) instead of one column per protocol and field."""
+    folder.mkdir(exist_ok=True)
+    for name, m in protocols.items():  # names passed the manifest's protocol-name rule (a-z, 0-9, _, -)
+        (folder / f"{name}.json").write_text(json.dumps({k: m[k] for k in HEADLINE}, indent=2) + "\n")
+
+
 def evaluate(config: EvalConfig) -> dict:
     device = _device(config.device)
     model, info = load_trained(config.checkpoint, device)
@@ -611,8 +637,11 @@ def evaluate(config: EvalConfig) -> dict:
     data = open_dataset(config.data)
     rows = np.unique(np.concatenate([np.concatenate([p.query, p.gallery]) for p in data.protocols.values()]))
     # the name comes from validated values only: a 16-hex version (open_dataset checks it) and our own hash
-    cache = Path(config.cache or Path(config.out) / "features") / f"{data.version}-{info['sha256']}.npz"
-    if cache.is_file():  # features depend only on the dataset version and the checkpoint
+    clip_mode, clip_length = config.clip_mode or recipe["clip_mode"], config.clip_length or recipe["clip_length"]
+    sampling = hashlib.sha256(json.dumps([clip_mode, clip_length]).encode()).hexdigest()[:8]
+    name = f"{data.version}-{info['sha256']}-{sampling}.npz"
+    cache = Path(config.cache or Path(config.out) / "features") / name
+    if cache.is_file():  # features depend only on the dataset version, the checkpoint and clip sampling
         saved = np.load(cache, allow_pickle=False)
         features, predictions = saved["features"], saved["predictions"] if "predictions" in saved else None
     else:
@@ -622,8 +651,8 @@ def evaluate(config: EvalConfig) -> dict:
             decode="numpy",
             transform=_to_uint8_tensor(tuple(recipe["image_size"])),
             train=False,
-            clip_mode=config.clip_mode or recipe["clip_mode"],
-            clip_length=config.clip_length or recipe["clip_length"],
+            clip_mode=clip_mode,
+            clip_length=clip_length,
         )
         collate = Collate(type(model), info["facts"])  # the attribute vocabulary the model was built with
         features, predictions = extract_features(model, test, config, device, collate)
@@ -655,6 +684,7 @@ def evaluate(config: EvalConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    _write_protocol_metrics(out / "protocols", {name: metrics[name] for name in data.protocols})
     with (out / "cmc.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["protocol", "rank", "cmc"])
         writer.writeheader()

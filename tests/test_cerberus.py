@@ -49,6 +49,16 @@ def test_sid_prototypes_cover_every_sid_and_the_parameter_count(converted):
     assert total - classifiers - values - prototypes == pytest.approx(49.31e6, abs=0.01e6)
 
 
+def test_the_tiny_backbone_is_a_small_resnet_with_the_same_heads_and_no_weights(converted):
+    model = build_model("cerberus", dataset=converted("market1501"), backbone="reid-tiny")
+    assert [p[0].in_features for p in model.partials.values()] == [512] * 5  # BasicBlock ResNet: 512 channels
+    with torch.no_grad():
+        maps = model.global_branch(model.stem(torch.randn(1, 3, 128, 64)))
+    assert maps.shape == (1, 512, 8, 4)  # conv5 keeps stride 1, as in the ResNet-50
+    with pytest.raises(ValueError, match="reid-tiny has no pretrained weights"):
+        build_model("cerberus", dataset=converted("market1501"), backbone="reid-tiny", pretrained="r50.pth")
+
+
 def test_regulariser_gives_equal_residuals_for_pairs_differing_in_the_same_attribute(converted):
     model = build_model("cerberus", dataset=converted("market1501"))
     params = list(model.prototypes.parameters()) + list(model.values.parameters())

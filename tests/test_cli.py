@@ -32,6 +32,15 @@ def test_synth_convert_stats_verify(tmp_path, capsys):
     assert main(["verify", str(out)]) == 0
 
 
+def test_synth_variant_default_is_the_usual_layout_and_a_wrong_one_is_named(tmp_path, capsys):
+    for variant, name in (("default", "plain"), ("flat", "flat")):
+        assert main(["synth", "agreid-v2", str(tmp_path / name), "--identities", "6", "--variant", variant]) == 0
+    plain = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*"))
+    assert plain == sorted(p.relative_to(tmp_path / "flat") for p in (tmp_path / "flat").rglob("*"))
+    assert main(["synth", "market1501", str(tmp_path / "m"), "--variant", "v2"]) == 2
+    assert "market1501 has no variant 'v2': expected one of none" in capsys.readouterr().err
+
+
 def test_errors_exit_non_zero_with_the_rule(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["convert", "market1501", str(tmp_path / "empty"), str(tmp_path / "out"), "--quiet"]) == 2

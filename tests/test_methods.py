@@ -185,3 +185,7 @@ def test_hparams_overrides_are_checked():
         recipe.with_overrides({"stages": {"train": {"epochs": 1}}})
     with pytest.raises(ValueError, match="unknown stage fields \\['epoch'\\]"):
         recipe.with_overrides({"stages": {"stage1": {"epoch": 1}}})
+    merged = recipe.with_overrides({"extra": {"id_weight": 1.0}}).extra  # named weights only, the rest kept
+    assert merged == {"id_weight": 1.0, "triplet_weight": 1.0, "i2t_weight": 1.0}
+    with pytest.raises(ValueError, match="unknown extra hparams \\['id_wieght'\\]"):
+        recipe.with_overrides({"extra": {"id_wieght": 1.0}})

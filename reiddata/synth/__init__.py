@@ -32,6 +32,8 @@ def synth(
     if source not in LAYOUTS:
         raise ReidDataError(f"no synthetic layout for {source!r}: expected one of {', '.join(sorted(LAYOUTS))}")
     layout = LAYOUTS[source]
+    if variant is not None and variant.lower() == "default":  # lets a pipeline name a variant for every source
+        variant = None
     if variant is not None and variant.lower() not in layout.variants:
         allowed = ", ".join(layout.variants) or "none"
         raise ReidDataError(f"{source} has no variant {variant!r}: expected one of {allowed}")

@@ -118,6 +118,11 @@ class Recipe:
                 changes = {**changes, "milestones": tuple(changes["milestones"])}
             stages[name] = dataclasses.replace(stages[name], **changes)
         rest = {k: v for k, v in overrides.items() if k != "stages"}
+        if "extra" in rest:  # the method's own weights and rates: named ones only, the rest kept
+            bad = sorted(set(rest["extra"]) - set(self.extra))
+            if bad:
+                raise ValueError(f"unknown extra hparams {bad}: this method's are {sorted(self.extra)}")
+            rest["extra"] = {**self.extra, **rest["extra"]}
         if "image_size" in rest:
             rest["image_size"] = tuple(rest["image_size"])
         return dataclasses.replace(self, stages=stages, **rest)

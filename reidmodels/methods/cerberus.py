@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
+from ..backbone import TINY
 from ..evaluation import label_based_mean_accuracy, retrieval_metrics
 from .base import IMAGENET_MEAN, Method, Recipe, StagePlan
 
@@ -67,9 +68,16 @@ def align_rows(feature: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _resnet50(pretrained: str | None) -> nn.Module:
+def _resnet(backbone: str, pretrained: str | None) -> nn.Module:
+    """ResNet-50 (the paper's), or for ``reid-tiny`` a one-block-per-stage BasicBlock ResNet
+    (512 channels, random weights) so the CPU demo pipeline trains in about a minute."""
     import torchvision
+    from torchvision.models.resnet import BasicBlock, ResNet
 
+    if backbone == TINY:
+        if pretrained:
+            raise ValueError(f"cerberus: backbone {TINY} has no pretrained weights (got {pretrained!r})")
+        return ResNet(BasicBlock, [1, 1, 1, 1])
     model = torchvision.models.resnet50(weights=None)
     if pretrained:
         try:
@@ -119,6 +127,7 @@ class Cerberus(Method):
         attribute_values: dict[str, list[str]],
         sid_counts: dict[str, list[int]],
         persons: int,
+        backbone: str = "resnet50",
         pretrained: str | None = None,
         dim: int = 512,
     ) -> None:
@@ -129,13 +138,15 @@ class Cerberus(Method):
         self.group_names = [n for n in GLOBAL_GROUPS + PART_GROUPS]
         self.group_attributes = {g["name"]: list(g["attributes"]) for g in groups}
         self.attribute_values = attribute_values
-        r = _resnet50(pretrained)
+        r = _resnet(backbone, pretrained)
         self.stem = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3[0])
-        r.layer4[0].conv2.stride, r.layer4[0].downsample[0].stride = (1, 1), (1, 1)  # keep 24x8 maps
+        first = r.layer4[0]  # its strided conv: conv2 in a Bottleneck, conv1 in a BasicBlock
+        strided = first.conv2 if first.conv2.stride == (2, 2) else first.conv1
+        strided.stride, first.downsample[0].stride = (1, 1), (1, 1)  # keep 24x8 maps
         rest = nn.Sequential(*r.layer3[1:], r.layer4)
         self.global_branch, self.local_branch = rest, copy.deepcopy(rest)
         self.partials = nn.ModuleDict(
-            {g: nn.Sequential(nn.Linear(2048, dim), nn.BatchNorm1d(dim)) for g in self.group_names}
+            {g: nn.Sequential(nn.Linear(r.fc.in_features, dim), nn.BatchNorm1d(dim)) for g in self.group_names}
         )
         self.classifiers = nn.ModuleDict({g: nn.Linear(dim, num_classes, bias=False) for g in self.group_names})
         self.prototypes = nn.ParameterDict()
@@ -181,7 +192,8 @@ class Cerberus(Method):
 
     @classmethod
     def build(cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, **options) -> Cerberus:
-        """Its own ResNet-50 (``backbone`` is not used); ``pretrained``: a local torchvision checkpoint."""
+        """Its own ResNet-50 (``backbone`` other than ``reid-tiny`` is not used); ``pretrained``: a
+        local torchvision checkpoint."""
         if not facts["groups"]:
             raise ValueError("Cerberus needs a dataset with attributes and SID groups (Market-1501, DukeMTMC-reID)")
         return cls(
@@ -190,6 +202,7 @@ class Cerberus(Method):
             attribute_values=dict(zip(facts["attribute_names"], facts["attribute_values"])),
             sid_counts=facts["sid_counts"],
             persons=facts["persons"],
+            backbone=backbone,
             pretrained=pretrained,
             **options,
         )
