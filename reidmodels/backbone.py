@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -199,6 +200,15 @@ class CLIPBackbone(nn.Module):
         return x @ clip.text_projection
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
 def build_clip(
     name: str = "ViT-B-16",
     *,
@@ -209,7 +219,13 @@ def build_clip(
     open_clip = _open_clip()
     if name not in open_clip.list_models():
         raise ValueError(f"unknown model {name!r}: open_clip has {', '.join(open_clip.list_models()[:8])}, ...")
-    model = open_clip.create_model(name, pretrained=None, force_image_size=image_size, force_quick_gelu=True)
+    root = logging.getLogger()  # open_clip warns "No pretrained weights loaded": we load them ourselves below
+    quiet = _DropMessage("No pretrained weights loaded")
+    root.addFilter(quiet)
+    try:
+        model = open_clip.create_model(name, pretrained=None, force_image_size=image_size, force_quick_gelu=True)
+    finally:
+        root.removeFilter(quiet)
     if pretrained:
         state = _pretrained_state(open_clip, name, pretrained)
         pos = "visual.positional_embedding"

@@ -148,3 +148,28 @@ def test_params_sections_merge_in_order_and_a_missing_one_is_named(tmp_path):
     assert (config.backbone, config.seed, config.method) == ("reid-tiny", 7, "latex")
     with pytest.raises(ValueError, match=r"no section 'runs.y.train'"):
         load_config(TrainConfig, params, ["train", "runs.y.train"], data="d", out="o", method="latex")
+
+
+def test_the_cli_runs_one_pipeline_run_end_to_end(tmp_path, converted):
+    from reidmodels.cli import main
+
+    stages = {"stage1": {"epochs": 1}, "stage2": {"epochs": 1}}
+    run = {"source": "market1501", "train": {"method": "clip-reid", "hparams": {"p": 2, "k": 2, "stages": stages}}}
+    params = tmp_path / "params.yaml"
+    shared = {"backbone": "reid-tiny", "workers": 0, "device": "cpu", "max_steps_per_epoch": 1}
+    params.write_text(yaml.safe_dump({"train": shared, "runs": {"x": run}, "evaluate": {"workers": 0, "device": "cpu"}}))
+    data, reports = str(converted("market1501")), tmp_path / "reports"
+    folder = reports / "clip-reid" / "market1501"
+    common = ["--params", str(params), "--data", data]
+    train = ["train", *common, "--section", "train", "--section", "runs.x.train", "--out", str(tmp_path / "run")]
+    assert main([*train, "--report", str(folder)]) == 0
+    assert json.loads((folder / "train.json").read_text())["batches"] == 2
+    assert set(json.loads((folder / "train.json").read_text())) == {"seconds", "batches"}
+    lines = (folder / "loss.csv").read_text().splitlines()
+    assert lines[0] == "step,stage,epoch,loss" and [line.split(",")[1] for line in lines[1:]] == ["stage1", "stage2"]
+    assert main(["evaluate", *common, "--checkpoint", str(tmp_path / "run"), "--out", str(folder)]) == 0
+    assert set(json.loads((folder / "protocols" / "standard.json").read_text())) == {
+        "rank1", "rank5", "rank10", "mAP", "mINP", "chance_mAP", "queries"
+    }
+    assert main(["summary", "--params", str(params), "--reports", str(reports), "--out", str(tmp_path / "s.md")]) == 0
+    assert "| clip-reid | market1501 | standard |" in (tmp_path / "s.md").read_text()
