@@ -6,7 +6,8 @@ Builds (once, cached in --work) an MSMT17 V1 tree of 126,441 JPEG files: the rea
 files' names when ../shared/real/msmt17_v1 is present, generated names otherwise. The
 pixels come from a pool of synthetic person crops (`reiddata.synth`), each file a real
 copy. Both tools run with a warm page cache (a warm-up pass of tar reads every file
-first), so the ratio compares the work each does, not the disk.
+first) and start with nothing left to write back (`sync` before each), so the ratio
+compares the work each does, not the disk.
 Target: convert takes at most 2x tar's time.
 """
 
@@ -98,18 +99,28 @@ def main() -> int:
     tar_out = work / "plain.tar"
     tar = ["tar", "cf", str(tar_out), "-C", str(tree), "MSMT17_V1"]
     subprocess.run(tar, check=True)  # warm-up: every file read once
+    os.sync()  # each timed run starts with no writeback of an earlier run's gigabyte pending
     tar_s = _timed(lambda: subprocess.run(tar, check=True))
     results = {"images": files, "bytes": size, "cpus": os.cpu_count(), "tar_s": round(tar_s, 2)}
     print(f"tree: {files} images, {size / 1e6:.0f} MB; tar cf: {tar_s:.2f} s ({files / tar_s:,.0f} img/s)")
     for workers in args.workers:
         out = work / f"shards-w{workers}"
         shutil.rmtree(out, ignore_errors=True)
-        seconds = _timed(lambda w=workers, o=out: convert("msmt17", tree, o, workers=w))
+        os.sync()
+        start = time.perf_counter()
+        manifest = convert("msmt17", tree, out, workers=workers)
+        seconds = time.perf_counter() - start
         ratio = seconds / tar_s
         results[f"convert_w{workers}_s"] = round(seconds, 2)
         results[f"convert_w{workers}_ratio_to_tar"] = round(ratio, 2)
-        print(f"convert --workers {workers}: {seconds:.2f} s ({files / seconds:,.0f} img/s), {ratio:.2f}x tar's time")
+        results[f"convert_w{workers}_version"] = manifest["version"]  # same tree, same bytes: one version
+        print(
+            f"convert --workers {workers}: {seconds:.2f} s ({files / seconds:,.0f} img/s), {ratio:.2f}x tar's time, "
+            f"version {manifest['version']}"
+        )
     tar_out.unlink()
+    results["load_average_1min"] = round(os.getloadavg()[0], 2)
+    print(f"load average (1 min) after the runs: {results['load_average_1min']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -1,14 +1,9 @@
 """reiddata: person re-identification datasets as versioned WebDataset shards."""
 
 from ._version import __version__
-from .convert import convert
+from .convert import convert  # eager: the name would otherwise be the submodule once it is imported
 from .errors import ReidDataError
-from .reader import ReidDataset, ShardDataset, open_dataset
-from .samplers import IdentityBalancedSampler, pk_batches
-from .sources import SOURCES, get_source
 from .synth import synth
-from .temporal import sample_clips
-from .video import read_clip
 
 __all__ = [
     "SOURCES",
@@ -29,14 +24,26 @@ __all__ = [
 ]
 
 
+# Imported on first use: `reiddata stats` should not pay for scipy (the converter),
+# Pillow (the synthetic world), torch or datasets (some readers).
+_LAZY = {
+    "SOURCES": ".sources",
+    "IdentityBalancedSampler": ".samplers",
+    "ReidDataset": ".reader",
+    "ShardDataset": ".reader",
+    "StreamingDataset": ".stream",
+    "get_source": ".sources",
+    "open_dataset": ".reader",
+    "pk_batches": ".samplers",
+    "read_clip": ".video",
+    "sample_clips": ".temporal",
+    "to_hf_dataset": ".hf",
+}
+
+
 def __getattr__(name: str):
-    # torch and datasets load slowly: import them only for the readers that need them
-    if name == "StreamingDataset":
-        from .stream import StreamingDataset
+    if name not in _LAZY:
+        raise AttributeError(f"module 'reiddata' has no attribute {name!r}")
+    import importlib
 
-        return StreamingDataset
-    if name == "to_hf_dataset":
-        from .hf import to_hf_dataset
-
-        return to_hf_dataset
-    raise AttributeError(f"module 'reiddata' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from .errors import ReidDataError, bad_input, integer_values
 
@@ -213,6 +212,8 @@ def _identity_strings(path: Path, part: str, array: np.ndarray) -> list[str]:
 
 def read_attribute_file(path: Path, schema: AttributeSchema) -> AttributeTable:
     """Read and decode an attribute ``.mat`` file by field name; reject what does not fit."""
+    import scipy.io  # here, not at the top: `reiddata stats` and the readers never need it
+
     try:
         mat = scipy.io.loadmat(str(path))
     except Exception as exc:  # scipy raises several types for non-MATLAB input
@@ -298,6 +299,8 @@ def write_attribute_file(
         struct["image_index"] = index
         top[part] = struct
     path.parent.mkdir(parents=True, exist_ok=True)
+    import scipy.io
+
     scipy.io.savemat(str(path), {schema.top_key: top}, format="5", do_compression=False)
     fix_mat_header(path)
 

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._version import __version__
-from .convert import DEFAULT_SHARD_SIZE
+from .defaults import DEFAULT_IDENTITIES, DEFAULT_SHARD_SIZE
 from .errors import ReidDataError
-from .synth import DEFAULT_IDENTITIES
 
 __all__ = ["main"]
 
@@ -122,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--variant", default=None, help="layout variant (msmt17, g2a-vreid: v1 or v2; agreid-v2: flat or nested; default: the usual one)"
+        "--variant",
+        default=None,
+        help="layout variant (msmt17, g2a-vreid: v1 or v2; agreid-v2: flat or nested; default: the usual one)",
     )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_synth)

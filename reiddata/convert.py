@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,28 +13,31 @@ import pyarrow as pa
 from . import video
 from ._version import __version__
 from .attributes import AttributeSchema, AttributeTable, read_attribute_file
+from .defaults import DEFAULT_SHARD_SIZE
 from .errors import ReidDataError, bad_input
 from .hf import write_dataset_card
 from .manifest import is_dataset
 from .output import atomic_output, check_output
-from .sources import Parsed, Protocol, Source, get_source
+from .sources import Parsed, Protocol, Record, Source, get_source
 from .writer import (
     FORMAT,
     FORMAT_VERSION,
     INDEX,
     Item,
     ShardPlan,
+    ShardResult,
     content_version,
     manifest_digests,
+    placement_text,
+    shard_writers,
     write_index,
     write_manifest,
-    write_shards,
+    write_shard,
     write_wids,
 )
 
 __all__ = ["convert", "DEFAULT_SHARD_SIZE", "find_attribute_file"]
 
-DEFAULT_SHARD_SIZE = 5000  # samples per shard: ~25-100 MB of person crops
 KEY_DIGITS = 7
 DATASET = "a reiddata dataset (a folder with our manifest.json)"
 STORAGES = ("jpeg", "video")
@@ -61,57 +66,107 @@ def _load_attributes(source: Source, parsed: Parsed, attributes: Path | None) ->
     return read_attribute_file(Path(path), schema)
 
 
-def _build_items(source: Source, parsed: Parsed, table: AttributeTable | None) -> list[Item]:
-    """Sample metadata in split order, keys = split + ordinal over the sorted paths."""
-    by_split: dict[str, list] = defaultdict(list)
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard for a writer process: its samples as parsed records. The worker builds
+    their metadata, writes the tar and returns the shard's index rows as an Arrow batch,
+    so the per-sample work runs in parallel and the main process only parses."""
+
+    name: str  # e.g. "train-000000.tar"
+    split: str
+    records: tuple[Record, ...]
+    first: int  # ordinal of the first record within its split (keys = split + ordinal)
+    labels: dict[int, int]  # train label of each pid of these records
+    attributes: tuple[tuple[dict | None, dict | None], ...] | None  # (values, sids) per record
+    base: str  # the parsed base folder, with a trailing slash
+    schema: pa.Schema  # of the index
+    decode_check: bool
+    storage: str
+
+
+def _jobs(
+    source: Source,
+    parsed: Parsed,
+    table: AttributeTable | None,
+    schema: pa.Schema,
+    *,
+    shard_size: int,
+    decode_check: bool,
+    storage: str,
+) -> Iterator[ShardJob]:
+    """The shards to write, in split order, records sorted by path. Lazy, so handing out
+    the first shards overlaps preparing the rest; every check that needs no file (empty
+    splits, attribute lookups) runs here, in the main process."""
+    by_split: dict[str, list[Record]] = defaultdict(list)
     for record in parsed.records:
         by_split[record.split].append(record)
     for split in source.splits:
         if not by_split.get(split):
             raise bad_input(parsed.base, f"split {split!r} is empty", "check the tree against `reiddata sources`")
     labels = {pid: i for i, pid in enumerate(sorted({r.pid for r in parsed.records if r.trainable}))}
-    schema = source.attributes
-    base = str(parsed.base)
-    items = []
     for split in source.splits:
-        for ordinal, record in enumerate(sorted(by_split[split], key=lambda r: r.path)):
-            attributes: dict[str, str] | None = None  # null, not {}: readers type the field from any sample
-            sid: dict[str, int] | None = None
-            if table is not None and schema is not None and record.attribute_id is not None:
-                part = record.attribute_part or split
-                attributes = table.lookup(part, record.attribute_id, image=record.path)
-                sid = schema.sids(attributes)
-            meta = {
-                "key": f"{split}_{ordinal:0{KEY_DIGITS}d}",
-                "split": split,
-                "pid": record.pid,
-                "pid_raw": record.pid_raw,
-                "label": labels.get(record.pid, -1) if record.trainable else -1,
-                "camid": record.camid,
-                "view": record.view,
-                "roles": dict(record.roles),
-                "attributes": attributes,
-                "sid": sid,
-                "source": record.path,
-            }
-            if record.frames:  # a tracklet: its frame count and names, in order
-                meta["num_frames"] = len(record.frames)
-                meta["frames"] = [f.rsplit("/", 1)[-1] for f in record.frames]
-            files = record.frames or (record.path,)
-            items.append(Item(meta, tuple(f"{base}/{f}" for f in files)))
-    return items
+        records = sorted(by_split[split], key=lambda r: r.path)
+        for n, start in enumerate(range(0, len(records), shard_size)):
+            chunk = tuple(records[start : start + shard_size])
+            yield ShardJob(
+                name=f"{split}-{n:06d}.tar",
+                split=split,
+                records=chunk,
+                first=start,
+                labels={r.pid: labels[r.pid] for r in chunk if r.trainable},
+                attributes=None if table is None else tuple(_attributes(r, table, source.attributes) for r in chunk),
+                base=f"{parsed.base}/",
+                schema=schema,
+                decode_check=decode_check,
+                storage=storage,
+            )
 
 
-def _plan(items: Sequence[Item], shard_size: int, decode_check: bool, storage: str) -> list[ShardPlan]:
-    plans = []
-    by_split: dict[str, list[Item]] = defaultdict(list)
-    for item in items:
-        by_split[item.meta["split"]].append(item)
-    for split, split_items in by_split.items():
-        for n, start in enumerate(range(0, len(split_items), shard_size)):
-            chunk = tuple(split_items[start : start + shard_size])
-            plans.append(ShardPlan(f"{split}-{n:06d}.tar", split, chunk, decode_check, storage))
-    return plans
+def _attributes(record: Record, table: AttributeTable, schema: AttributeSchema | None) -> tuple:
+    """(values, sids) of a record's identity; (None, None) for one without (distractors)."""
+    if schema is None or record.attribute_id is None:
+        return None, None
+    values = table.lookup(record.attribute_part or record.split, record.attribute_id, image=record.path)
+    return values, schema.sids(values)
+
+
+def _item(job: ShardJob, i: int) -> Item:
+    record = job.records[i]
+    attributes, sid = job.attributes[i] if job.attributes else (None, None)  # null, not {}: readers type the field
+    meta = {
+        "key": f"{job.split}_{job.first + i:0{KEY_DIGITS}d}",
+        "split": record.split,
+        "pid": record.pid,
+        "pid_raw": record.pid_raw,
+        "label": job.labels.get(record.pid, -1) if record.trainable else -1,
+        "camid": record.camid,
+        "view": record.view,
+        "roles": dict(record.roles),
+        "attributes": attributes,
+        "sid": sid,
+        "source": record.path,
+    }
+    if record.frames:  # a tracklet: its frame count and names, in order
+        meta["num_frames"] = len(record.frames)
+        meta["frames"] = [f.rsplit("/", 1)[-1] for f in record.frames]
+        return Item(meta, tuple(job.base + f for f in record.frames))
+    return Item(meta, (job.base + record.path,))
+
+
+def write_job(directory: Path, job: ShardJob) -> tuple[ShardResult, pa.RecordBatch, bytes]:
+    """In a writer process: the shard's metadata, its tar, its index rows and their
+    placement text (the version hashes it; built here, in parallel)."""
+    items = tuple(_item(job, i) for i in range(len(job.records)))
+    result = write_shard(directory, ShardPlan(job.name, job.split, items, job.decode_check, job.storage))
+    with_attributes = "attributes" in job.schema.names
+    rows = [
+        index_row(item.meta, with_attributes, shard=job.name, offset=offset, size=size, **added)
+        for item, (offset, size, added) in zip(items, result.placed)
+    ]
+    keys = [item.meta["key"] for item in items]
+    offsets, sizes = [p[0] for p in result.placed], [p[1] for p in result.placed]
+    placement = placement_text(keys, [job.name] * len(items), offsets, sizes)
+    return result, pa.RecordBatch.from_pylist(rows, schema=job.schema), placement
 
 
 def index_schema(source: Source, protocols: Sequence[Protocol], with_attributes: bool) -> pa.Schema:
@@ -151,6 +206,18 @@ def index_row(meta: dict, with_attributes: bool, **placement: object) -> dict:
     else:
         del row["attributes"], row["sid"]
     return row
+
+
+def _summary_rows(records: Sequence[Record]) -> dict[str, list[dict]]:
+    """Per split, what split_summary and protocol_summary read of each index row, from the
+    records the rows are made of (one row per record)."""
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        rows[r.split].append(
+            {"split": r.split, "pid": r.pid, "camid": r.camid, "view": r.view, "roles": dict(r.roles)}
+            | ({"num_frames": len(r.frames)} if r.frames else {})
+        )
+    return rows
 
 
 def split_summary(rows: list[dict], shards: list[dict]) -> dict:
@@ -216,65 +283,72 @@ def convert(
     # checked before the (long) parse, and again by atomic_output just before writing
     safety = {"inputs": [root, *attribute_inputs], "overwrite": overwrite, "is_ours": is_dataset, "what": DATASET}
     check_output(out, **safety)
-    parsed = spec.parse(root)
-    table = _load_attributes(spec, parsed, attributes)
-    items = _build_items(spec, parsed, table)
-    plans = _plan(items, shard_size, decode_check, storage)
-    protocols = parsed.protocols or spec.protocols
-    with atomic_output(out, **safety) as tmp:
-        bar = _progress_bar(len(items), f"convert {spec.name}") if progress else None
-        try:
-            results = write_shards(tmp, plans, workers=workers, on_progress=bar.update if bar else None)
-        finally:
-            if bar:
-                bar.close()
-        with_attributes = table is not None
-        rows = [
-            index_row(item.meta, with_attributes, shard=plan.name, offset=offset, size=size, **added)
-            for plan, result in zip(plans, results)
-            for item, (offset, size, added) in zip(plan.items, result.placed)
-        ]
-        index_table = write_index(tmp / INDEX, rows, index_schema(spec, protocols, with_attributes))
-        by_split = defaultdict(list)
-        for result, plan in zip(results, plans):
-            by_split[plan.split].append(
-                {"name": result.name, "samples": len(result.placed), "bytes": result.bytes, "sha256": result.sha256}
-            )
-        for split, shards in by_split.items():
-            write_wids(tmp, split, shards, dataset=spec.name)
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": spec.kind,
-            "source": spec.name,
-            "variant": parsed.variant,
-            "reiddata_version": __version__,
-            "options": {
-                "shard_size": shard_size,
-                "storage": storage if spec.kind == "video" else "jpeg",
-                "video": {"codec": video.CODEC, "fps": video.FPS, "member": video.EXTENSION}
-                if storage == "video"
-                else None,
-                "attributes": None if table is None else {"file": table.path.name, "sha256": table.sha256},
-            },
-            "index": {"file": INDEX, "rows": len(rows)},
-            "split_order": list(spec.splits),
-            "splits": {
-                split: split_summary([r for r in rows if r["split"] == split], by_split[split]) for split in spec.splits
-            },
-            "protocols": protocol_summary(protocols, rows),
-            "protocol_order": [p.name for p in protocols],
-            "camera_views": {str(c): v for c, v in sorted(spec.camera_views.items())},
-            "attributes": None if table is None or spec.attributes is None else spec.attributes.to_json(),
-            "attribute_status": _attribute_status(spec, table),
-            "anomalies": dict(sorted(table.anomalies.items())) if table else {},
-            "dropped": dict(sorted(parsed.dropped.items())),
-            "ignored": dict(sorted(parsed.ignored.items())),
-        }
-        manifest["digests"] = manifest_digests(manifest)
-        manifest["version"] = content_version({r.name: r.sha256 for r in results}, index_table, manifest["digests"])
-        write_dataset_card(tmp, manifest)
-        write_manifest(tmp, manifest)  # last: its presence marks a complete dataset
+    with shard_writers(workers) as write_all:  # the writers start up while the source is parsed
+        parsed = spec.parse(root)
+        table = _load_attributes(spec, parsed, attributes)
+        protocols = parsed.protocols or spec.protocols
+        schema = index_schema(spec, protocols, with_attributes=table is not None)
+        jobs = _jobs(spec, parsed, table, schema, shard_size=shard_size, decode_check=decode_check, storage=storage)
+        with atomic_output(out, **safety) as tmp, ThreadPoolExecutor(1) as beside:
+            counted = beside.submit(_summary_rows, parsed.records)  # while the writers work
+            bar = _progress_bar(len(parsed.records), f"convert {spec.name}") if progress else None
+            results: list[ShardResult] = []
+            batches: list[pa.RecordBatch] = []
+            placements: list[bytes] = []
+            by_split = defaultdict(list)
+            try:
+                for job, (result, batch, placement) in write_all(tmp, jobs, write_job):
+                    results.append(result)
+                    batches.append(batch)
+                    placements.append(placement)
+                    by_split[job.split].append(
+                        {
+                            "name": result.name,
+                            "samples": len(result.placed),
+                            "bytes": result.bytes,
+                            "sha256": result.sha256,
+                        }
+                    )
+                    if bar:
+                        bar.update(len(result.placed))
+            finally:
+                if bar:
+                    bar.close()
+            index_table = write_index(tmp / INDEX, pa.Table.from_batches(batches, schema=schema).combine_chunks())
+            for split, shards in by_split.items():
+                write_wids(tmp, split, shards, dataset=spec.name)
+            manifest = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "kind": spec.kind,
+                "source": spec.name,
+                "variant": parsed.variant,
+                "reiddata_version": __version__,
+                "options": {
+                    "shard_size": shard_size,
+                    "storage": storage if spec.kind == "video" else "jpeg",
+                    "video": {"codec": video.CODEC, "fps": video.FPS, "member": video.EXTENSION}
+                    if storage == "video"
+                    else None,
+                    "attributes": None if table is None else {"file": table.path.name, "sha256": table.sha256},
+                },
+                "index": {"file": INDEX, "rows": index_table.num_rows},
+                "split_order": list(spec.splits),
+                "splits": {split: split_summary(counted.result()[split], by_split[split]) for split in spec.splits},
+                "protocols": protocol_summary(protocols, [r for split in spec.splits for r in counted.result()[split]]),
+                "protocol_order": [p.name for p in protocols],
+                "camera_views": {str(c): v for c, v in sorted(spec.camera_views.items())},
+                "attributes": None if table is None or spec.attributes is None else spec.attributes.to_json(),
+                "attribute_status": _attribute_status(spec, table),
+                "anomalies": dict(sorted(table.anomalies.items())) if table else {},
+                "dropped": dict(sorted(parsed.dropped.items())),
+                "ignored": dict(sorted(parsed.ignored.items())),
+            }
+            manifest["digests"] = manifest_digests(manifest)
+            hashes, placement = {r.name: r.sha256 for r in results}, b"".join(placements)
+            manifest["version"] = content_version(hashes, index_table, manifest["digests"], placement=placement)
+            write_dataset_card(tmp, manifest)
+            write_manifest(tmp, manifest)  # last: its presence marks a complete dataset
     return manifest
 
 

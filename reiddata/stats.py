@@ -66,8 +66,10 @@ def dataset_stats(path: Path | str) -> dict:
     """Counts per split, view and protocol; image sizes by view; attributes and SIDs."""
     storage = storage_for(path)  # a folder or a URL
     manifest = load_manifest(storage)
-    rows = load_index(storage, manifest).to_pydict()
-    n = len(rows["key"])
+    index = load_index(storage, manifest)
+    wanted = ["split", "view", "width", "height", "pid", "num_frames", "frame_sizes", "attributes", "sid"]
+    rows = index.select([c for c in wanted if c in index.column_names]).to_pydict()  # not the rest: time
+    n = index.num_rows
     split = np.asarray(rows["split"])
     view = np.asarray(rows["view"])
     width, height = np.asarray(rows["width"]), np.asarray(rows["height"])

@@ -130,9 +130,7 @@ def _chart(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_summary(
-    *, params: str | Path, reports: str | Path, out: str | Path, stats: str | Path | None = None
-) -> str:
+def write_summary(*, params: str | Path, reports: str | Path, out: str | Path, stats: str | Path | None = None) -> str:
     """Write the runs' table to ``out`` (Markdown, after a table of the datasets when ``stats``,
     the folder of ``reiddata stats --metrics`` files, is given) and the chart beside it
     (``.png``); return the runs' table."""

@@ -121,14 +121,15 @@ def test_two_conversions_racing_to_one_new_output_exactly_one_wins(tree, tmp_pat
 KILLED = """
 import os, signal, sys
 from pathlib import Path
-import reiddata.output as output, reiddata.writer as writer
+import reiddata.output as output, reiddata.convert
 when = sys.argv[3]
 if when == "mid-write":
-    real = writer.write_shard
+    converting = sys.modules["reiddata.convert"]  # (reiddata.convert is the function)
+    real = converting.write_shard
     def write_then_die(directory, plan):
         result = real(directory, plan)
         os.kill(os.getpid(), signal.SIGKILL)
-    writer.write_shard = write_then_die
+    converting.write_shard = write_then_die
 elif when == "after-exchange":
     real_move = output._move_into_place
     def move_then_die(*args, **kwargs):
@@ -189,12 +190,13 @@ def test_the_next_run_puts_back_an_old_dataset_left_between_renames(tree, tmp_pa
 
 SLOW = """
 import sys, time
-import reiddata.writer as writer
-real = writer.write_shard
+import reiddata.convert
+converting = sys.modules["reiddata.convert"]
+real = converting.write_shard
 def slow(directory, plan):
     time.sleep(0.5)
     return real(directory, plan)
-writer.write_shard = slow
+converting.write_shard = slow
 from reiddata.cli import main
 sys.exit(main(["convert", "market1501", sys.argv[1], sys.argv[2], "--quiet", "--workers", "1", "--shard-size", "20"]))
 """

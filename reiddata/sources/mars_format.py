@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from ..errors import bad_input, integer_values
 from .base import Parsed, Protocol, Record, check_camera
@@ -60,6 +59,8 @@ class Tracklet:
 def _load_mat(path: Path, variable: str) -> np.ndarray:
     if not path.is_file():
         raise bad_input(path, "file missing: the MARS format needs it", "restore info/ from the dataset download")
+    import scipy.io  # on use: `reiddata stats` and the readers never load it
+
     try:
         mat = scipy.io.loadmat(str(path))
     except Exception as exc:  # scipy raises several types for non-MATLAB input

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..defaults import DEFAULT_IDENTITIES
 from ..errors import ReidDataError
 from ..output import atomic_output, is_ours_marker
 from .layouts import LAYOUTS
@@ -15,7 +16,6 @@ from .people import Person, make_people, render
 
 __all__ = ["DEFAULT_IDENTITIES", "synth", "Person", "make_people", "render"]
 
-DEFAULT_IDENTITIES = 48
 MARKER = ".reiddata-synth"  # lets --overwrite replace a synthetic tree, and nothing else
 
 

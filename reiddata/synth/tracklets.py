@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from ..attributes import fix_mat_header
 from .common import camera_tints, save, seeded, world
@@ -64,6 +63,8 @@ def _frames(track: Track, rng: np.random.Generator, tint, size: tuple[int, int] 
 
 def _save_mat(path: Path, variable: str, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    import scipy.io
+
     scipy.io.savemat(str(path), {variable: array}, format="5", do_compression=False)
     fix_mat_header(path)
 
