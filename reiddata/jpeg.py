@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image
-
 __all__ = ["JpegError", "jpeg_size", "decode_check"]
 
 # Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
@@ -78,6 +76,8 @@ def decode_check(data: bytes) -> None:
     except ValueError as exc:
         message = str(exc)
     if "colorspace" in message.lower() or "unsupported" in message.lower():
+        from PIL import Image  # here: every other path (and `reiddata stats`) runs without Pillow
+
         try:
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
