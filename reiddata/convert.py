@@ -315,6 +315,7 @@ def convert(
                 if bar:
                     bar.close()
             index_table = write_index(tmp / INDEX, pa.Table.from_batches(batches, schema=schema).combine_chunks())
+            counts = counted.result()
             for split, shards in by_split.items():
                 write_wids(tmp, split, shards, dataset=spec.name)
             manifest = {
@@ -334,8 +335,8 @@ def convert(
                 },
                 "index": {"file": INDEX, "rows": index_table.num_rows},
                 "split_order": list(spec.splits),
-                "splits": {split: split_summary(counted.result()[split], by_split[split]) for split in spec.splits},
-                "protocols": protocol_summary(protocols, [r for split in spec.splits for r in counted.result()[split]]),
+                "splits": {split: split_summary(counts[split], by_split[split]) for split in spec.splits},
+                "protocols": protocol_summary(protocols, [row for split in spec.splits for row in counts[split]]),
                 "protocol_order": [p.name for p in protocols],
                 "camera_views": {str(c): v for c, v in sorted(spec.camera_views.items())},
                 "attributes": None if table is None or spec.attributes is None else spec.attributes.to_json(),

@@ -270,12 +270,16 @@ class Cerberus(Method):
                 continue
             p = self.prototypes[g]
             a, b, pos, va, vb = (torch.as_tensor(x, device=p.device) for x in zip(*self._pairs[g]))
-            target = torch.empty_like(p[a])
+            # index_select and where, not masked assignment: the masked form's backward sums
+            # in a varying order on CPU, so two runs gave different prototypes
+            target = torch.zeros(len(a), p.shape[1], dtype=p.dtype, device=p.device)
             for k, attribute in enumerate(self.group_attributes[g]):
-                chosen = pos == k
                 values = self.values[attribute]
-                target[chosen] = values[vb[chosen]] - values[va[chosen]]
-            terms.append(((p[b] - p[a] - target) ** 2).sum(1).mean())
+                hi, lo = vb.clamp(max=len(values) - 1), va.clamp(max=len(values) - 1)  # other rows: masked out
+                step = torch.index_select(values, 0, hi) - torch.index_select(values, 0, lo)
+                target = target + torch.where((pos == k).unsqueeze(1), step, 0.0)
+            difference = torch.index_select(p, 0, b) - torch.index_select(p, 0, a) - target
+            terms.append((difference**2).sum(1).mean())
         return torch.stack(terms).mean() if terms else torch.zeros(())
 
     # --- attribute recognition and search ----------------------------------------------
