@@ -81,7 +81,7 @@ class EvalConfig:
 def load_config(cls, path: str | Path, section: str | Sequence[str], **overrides):
     """A config dataclass from YAML sections of a params file, with overrides.
 
-    ``section`` is a key or a dotted path (``runs.latex-cargo.train``); several sections
+    ``section`` is a key or a dotted path (``runs.NAME.train``); several sections
     are merged in order, later keys replacing earlier ones (shared defaults, then a run's).
     """
     import yaml

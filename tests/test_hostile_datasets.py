@@ -76,6 +76,19 @@ def test_index_byte_ranges_outside_their_shard_are_refused(copy):
     assert any("row 3" in p for p in verify(copy))
 
 
+@pytest.mark.parametrize("column", ["offset", "shard", "key"])
+def test_an_index_with_an_empty_placement_value_is_refused(copy, column):
+    table = pq.read_table(copy / "index.parquet")
+    values = table.column(column).to_pylist()
+    values[2] = None
+    field = table.schema.get_field_index(column)
+    pq.write_table(
+        table.set_column(field, column, pa.array(values, table.schema.field(column).type)), copy / "index.parquet"
+    )
+    with pytest.raises(ReidDataError, match=f"column '{column}' has empty values"):
+        open_dataset(copy)
+
+
 MANIFEST_EDITS = {
     "splits": lambda m: m["splits"]["train"].update(samples=m["splits"]["train"]["samples"] + 1),
     "protocols": lambda m: m["protocols"]["standard"].update(match="view"),
