@@ -12,7 +12,8 @@ frames, ImageNet statistics).
 
 from __future__ import annotations
 
-from .base import Recipe
+import dataclasses
+
 from .clip_reid import CLIPReID
 from .vsla_clip import VSLACLIP
 
@@ -21,13 +22,10 @@ __all__ = ["FTCLIP"]
 
 class FTCLIP(VSLACLIP):
     name = "ft-clip"
-    recipe = Recipe(
+    # VSLA-CLIP's sampling with CLIP-ReID's schedules and loss weights (no SupCon, Euclidean triplet)
+    recipe = dataclasses.replace(
+        VSLACLIP.recipe,
         stages=dict(CLIPReID.recipe.stages),
-        p=8,
-        k=4,
-        clip_length=8,
-        clip_mode="restricted",
-        random_erasing=0.5,
         extra={"id_weight": 0.25, "i2t_weight": 1.0, "supcon_weight": 0.0, "triplet_metric": "euclidean"},
     )
 
