@@ -34,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help="output folder (overrides the section)")
         if name == "evaluate":
             p.add_argument("--checkpoint", default=None, help="run folder or checkpoint.pt (overrides the section)")
+            p.add_argument(
+                "--rerank",
+                nargs="?",
+                const="zhong",
+                default=None,
+                choices=["zhong", "transreid"],
+                help="k-reciprocal re-ranking: zhong (k1 20, k2 6, lambda 0.3; the default) "
+                "or transreid (50, 15, 0.3: the evaluator CLIP-ReID keeps)",
+            )
         else:
             p.add_argument("--report", default=None, help="also write DIR/train.json (time) and DIR/loss.csv")
     p = sub.add_parser("summary", help="one table and chart of every run's metrics")
@@ -56,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from .engine import EvalConfig, TrainConfig, evaluate, load_config, train
+    from .engine import TrainConfig, load_config, train
+    from .evaluation import EvalConfig, evaluate
 
     if args.command == "summary":
         from .report import write_summary
@@ -73,7 +83,10 @@ def _run(args) -> int:
 
             write_train_report(run=config.out, result=result, out=args.report)
         return 0
-    config = load_config(EvalConfig, args.params, sections, data=args.data, out=args.out, checkpoint=args.checkpoint)
+    rerank = True if args.rerank == "zhong" else args.rerank
+    config = load_config(
+        EvalConfig, args.params, sections, data=args.data, out=args.out, checkpoint=args.checkpoint, rerank=rerank
+    )
     metrics = evaluate(config)
     for name, m in metrics.items():
         if isinstance(m, dict) and "mAP" in m:  # a protocol (not an extra metric such as Cerberus's PAR)

@@ -1,4 +1,4 @@
-"""Training and evaluation of any registered method on reiddata shards.
+"""Training of any registered method on reiddata shards.
 
 ``train(config)`` builds the method named in the config (``reidmodels.methods``),
 resolves its official recipe with the config's ``hparams`` overrides, and runs its
@@ -6,10 +6,10 @@ stages in order: per stage, the parameters the method says train, its optimiser
 groups and schedule, identity-balanced P x K batches (or features computed once for
 a ``features`` stage), AMP on CUDA, checkpoints per epoch and every
 ``checkpoint_every`` steps (resumed exactly mid-epoch through torchdata's
-``StatefulDataLoader``), DDP under ``torchrun``. ``evaluate(config)`` extracts the
-method's test feature once per (dataset version, checkpoint), scores every protocol
-with its own match rule, and adds the method's extra metrics. Nothing here knows a
-method by name.
+``StatefulDataLoader``), DDP under ``torchrun``; with ``eval_every``, the last stage is
+evaluated every N epochs through the evaluation room's own path
+(``reidmodels.evaluation``), and the metrics are logged. Nothing here knows a method
+by name.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -27,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -35,14 +33,18 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from reiddata import IdentityBalancedSampler, ShardDataset, open_dataset
 
-from .evaluation import evaluate_protocol
+from .checkpoint import load_trained, read_checkpoint, resume_state, save_checkpoint
+from .evaluation.features import extract_features, test_rows
+from .evaluation.run import EvalConfig, evaluate, score
+from .inputs import Collate, model_inputs, on_device, to_uint8_tensor
 from .methods import Method, Recipe, dataset_facts, get_method
-from .methods.base import VIEWS, lr_factor
+from .methods.base import lr_factor
+from .runtime import device_for, distributed_init
 
 # torchdata's StatefulDataLoader calls a torch function that torch has deprecated (harmless)
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
-__all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "load_trained", "train"]
+__all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "load_trained", "read_checkpoint", "train"]
 
 
 @dataclass
@@ -62,20 +64,8 @@ class TrainConfig:
     checkpoint_every: int | None = None  # also checkpoint every N steps, mid-epoch (resumes exactly there)
     trace: bool = False  # write trace-rank<r>.jsonl: each step's sample keys and loss, per rank
     max_steps_per_epoch: int | None = None  # for smoke runs
-
-
-@dataclass
-class EvalConfig:
-    data: str
-    checkpoint: str  # a run folder or its checkpoint.pt
-    out: str  # metrics.json, cmc.csv
-    batch_size: int = 64
-    workers: int = 2
-    device: str = "auto"
-    clip_length: int | None = None  # tracklets: None = the method's recipe
-    clip_mode: str | None = None
-    metric: str = "cosine"
-    cache: str | None = None  # feature cache folder (default: <out>/features)
+    eval_every: int | None = None  # evaluate every N epochs of the last stage (the official EVAL_PERIOD)
+    eval_data: str | None = None  # the dataset to evaluate on (default: data)
 
 
 def load_config(cls, path: str | Path, section: str | Sequence[str], **overrides):
@@ -105,139 +95,12 @@ def load_config(cls, path: str | Path, section: str | Sequence[str], **overrides
     return cls(**values)
 
 
-# --- devices, processes, data -------------------------------------------------
-
-
-def _device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def _distributed_init(device_name: str) -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device_name != "cpu" and torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    if world > 1:
-        return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
-
-
-def _to_uint8_tensor(size: tuple[int, int]):
-    import cv2
-
-    def transform(image: np.ndarray) -> torch.Tensor:  # bicubic, as the official transforms resize
-        resized = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
-        return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
-
-    return transform
-
-
-class Collate:
-    """A batch as the methods read it: pixels, label, pid, camid, view index, keys and the
-    fields the method declares: attribute value indices and SIDs (-1 where a sample has none).
-
-    (The default collate cannot batch ``attributes``, absent on distractors.)
-    """
-
-    def __init__(self, method: type[Method], facts: dict) -> None:
-        self.names = facts["attribute_names"] if "attributes" in method.fields else []
-        self.lookup = [{v: i for i, v in enumerate(vs)} for vs in facts["attribute_values"]] if self.names else []
-        self.sid_groups = list(method.sid_groups) if "sid" in method.fields else []
-
-    def __call__(self, items: list[dict]) -> dict:
-        out = {k: torch.as_tensor([item[k] for item in items]) for k in ("label", "pid", "camid")}
-        out["key"] = [item["key"] for item in items]
-        out["view"] = torch.as_tensor([VIEWS.index(item["view"]) for item in items])
-        if self.names:
-            out["attributes"] = torch.as_tensor(
-                [
-                    [
-                        lk[item["attributes"][n]] if item.get("attributes") else -1
-                        for n, lk in zip(self.names, self.lookup)
-                    ]
-                    for item in items
-                ]
-            )
-        if self.sid_groups:
-            out["sid"] = torch.as_tensor(
-                [[item["sid"][g] if item.get("sid") else -1 for g in self.sid_groups] for item in items]
-            )
-        if "image" in items[0]:
-            out["image"] = torch.stack([item["image"] for item in items])
-        else:
-            out["frames"] = [torch.stack(frames) for frames in zip(*(item["frames"] for item in items))]
-        return out
-
-
-def _inputs(
-    batch: dict,
-    device: torch.device,
-    *,
-    stats: tuple,
-    generator: torch.Generator | None = None,
-    recipe: Recipe | None = None,
-) -> torch.Tensor:
-    """Normalised float images (N, 3, H, W) or clips (N, T, 3, H, W) on ``device``.
-
-    With a ``recipe`` (training), augmentation on the device, per sample (per tracklet:
-    the whole clip): horizontal flip, zero padding + random crop back, random erasing.
-    """
-    x = batch["image"] if "image" in batch else torch.stack(batch["frames"], dim=1)
-    x = x.to(device, non_blocking=True).float().div_(255)
-    mean = torch.tensor(stats[0], device=device).view(3, 1, 1)
-    std = torch.tensor(stats[1], device=device).view(3, 1, 1)
-    x = (x - mean) / std
-    if recipe is None:
-        return x
-    n, shape = x.shape[0], [1] * (x.dim() - 1)
-    if recipe.flip:
-        mask = torch.rand(n, generator=generator).to(device) < recipe.flip
-        x = torch.where(mask.view(-1, *shape), x.flip(-1), x)
-    if recipe.pad:
-        pad = recipe.pad
-        h, w = x.shape[-2:]
-        padded = nn.functional.pad(x.flatten(0, -4), (pad, pad, pad, pad)).view(*x.shape[:-2], h + 2 * pad, w + 2 * pad)
-        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).tolist()
-        x = torch.stack([padded[i, ..., dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
-    if recipe.random_erasing:
-        x = _random_erasing(x, recipe.random_erasing, generator)
-    return x
-
-
-def _on_device(batch: dict, device: torch.device) -> dict:
-    """The batch's labels and declared fields on ``device`` (what ``forward`` and ``loss`` read)."""
-    return {k: v.to(device) for k, v in batch.items() if k in ("label", "view", "attributes", "sid", "feature")}
-
-
-def _random_erasing(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Erase one random rectangle (2-40% of the area, aspect 0.3-3.3) per chosen sample, to 0 (the mean)."""
-    h, w = x.shape[-2:]
-    x = x.clone()
-    for i in range(x.shape[0]):
-        if float(torch.rand(1, generator=generator)) >= p:
-            continue
-        for _ in range(10):
-            area = h * w * float(torch.empty(1).uniform_(0.02, 0.4, generator=generator))
-            aspect = float(torch.empty(1).uniform_(0.3, 3.3, generator=generator))
-            eh, ew = int(round((area * aspect) ** 0.5)), int(round((area / aspect) ** 0.5))
-            if eh < h and ew < w:
-                top = int(torch.randint(0, h - eh + 1, (1,), generator=generator))
-                left = int(torch.randint(0, w - ew + 1, (1,), generator=generator))
-                x[i, ..., top : top + eh, left : left + ew] = 0
-                break
-    return x
-
-
 # --- training ------------------------------------------------------------------
 
 
 def train(config: TrainConfig) -> dict:
-    rank, world, local_rank = _distributed_init(config.device)
-    device = _device(config.device, local_rank)
+    rank, world, local_rank = distributed_init(config.device)
+    device = device_for(config.device, local_rank)
     torch.manual_seed(config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)  # every rank: each writes its own trace here
@@ -258,7 +121,7 @@ def train(config: TrainConfig) -> dict:
         data,
         "train",
         decode="numpy",
-        transform=_to_uint8_tensor(recipe.image_size),
+        transform=to_uint8_tensor(recipe.image_size),
         clip_mode=recipe.clip_mode,
         clip_length=recipe.clip_length,
         seed=config.seed,
@@ -276,7 +139,7 @@ def train(config: TrainConfig) -> dict:
     )
     saved = {"method": method.name, "facts": facts, "backbone": config.backbone, "options": config.options}
     saved |= {"recipe": recipe.as_dict(), "config": dataclasses.asdict(config)}
-    state = _resume(out / "checkpoint.pt", model, config.resume)
+    state = resume_state(out / "checkpoint.pt", model, config.resume)
     amp = config.amp and device.type == "cuda"
     log_rows: list[dict] = state.get("log", [])
     generator = torch.Generator().manual_seed(config.seed + rank)
@@ -323,9 +186,10 @@ def train(config: TrainConfig) -> dict:
             else:
                 batches = _epoch_batches(loader, sampler, epoch, steps_per_epoch, rank, desc, resume)
             for passed, batch in batches:
-                inputs = _on_device(batch, device)
+                inputs = on_device(batch, device)
                 if features is None:
-                    inputs["x"] = _inputs(batch, device, stats=model.pixel_stats, generator=generator, recipe=recipe)
+                    stats = model.pixel_stats
+                    inputs["x"] = model_inputs(batch, device, stats=stats, generator=generator, recipe=recipe)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                     loss = model.loss(wrapped(inputs, stage=stage), inputs, stage, recipe)
                 optimizer.zero_grad(set_to_none=True)
@@ -350,16 +214,18 @@ def train(config: TrainConfig) -> dict:
                     if rank == 0:  # one writer; the sampler position is the same on every rank
                         progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
                         progress |= {"scaler": scaler.state_dict(), "position": where}
-                        _save(out, model, optimizer, progress | saved)
+                        save_checkpoint(out, model, optimizer, progress | saved)
             position = None
             mean = _mean_across_ranks(total / max(steps, 1), device, world)
             log_rows.append({"stage": stage, "epoch": epoch + 1, "loss": round(mean, 6)})
             if rank == 0 and not sys.stderr.isatty():
                 print(f"{stage} epoch {epoch + 1}/{plan.epochs}: loss {mean:.4f} ({steps} steps)", file=sys.stderr)
             done = dict(done, **{stage: epoch + 1})
+            if config.eval_every and stage == model.stages[-1] and (epoch + 1) % config.eval_every == 0:
+                _evaluate_now(model, saved, config, device, rank, world, where=(stage, epoch + 1, step))
             if rank == 0:
                 progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
-                _save(out, model, optimizer, progress | {"scaler": scaler.state_dict()} | saved)
+                save_checkpoint(out, model, optimizer, progress | {"scaler": scaler.state_dict()} | saved)
     if rank == 0:
         _write_log(out / "train_log.csv", log_rows)
     summary = {
@@ -373,6 +239,41 @@ def train(config: TrainConfig) -> dict:
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _evaluate_now(model: Method, saved: dict, config: TrainConfig, device, rank: int, world: int, where) -> None:
+    """Score the model as it is on every protocol, through the same path as ``evaluate``
+    (features split over the ranks, ranked on rank 0); log and append to ``eval_log.csv``.
+
+    Random states are put back afterwards, so a run with ``eval_every`` trains exactly as
+    one without (a data loader draws its workers' seeds from torch's generator)."""
+    rng = torch.get_rng_state()
+    data = open_dataset(config.eval_data or config.data)
+    eval_config = EvalConfig(data=config.eval_data or config.data, checkpoint="", out=config.out)
+    rows = test_rows(data)
+    model.eval()
+    info = {"method": saved["method"], "recipe": saved["recipe"], "facts": saved["facts"]}
+    features, predictions = extract_features(
+        model, data, rows, recipe=info["recipe"], facts=info["facts"], batch_size=eval_config.batch_size,
+        workers=config.workers, device=device, clip_mode=None, clip_length=None, rank=rank, world=world,
+    )  # fmt: skip
+    model.train()
+    torch.set_rng_state(rng)
+    if rank != 0:
+        return
+    metrics, _ = score(model, data, rows, features, predictions, eval_config, device)
+    stage, epoch, step = where
+    log = Path(config.out) / "eval_log.csv"
+    fields = ["step", "stage", "epoch", "protocol", "mAP", "rank1", "mINP"]
+    with log.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        if f.tell() == 0:
+            writer.writeheader()
+        for name in data.protocols:
+            m = metrics[name]
+            row = {"step": step, "stage": stage, "epoch": epoch, "protocol": name}
+            writer.writerow(row | {k: m[k] for k in fields[4:]})
+            print(f"eval {stage} epoch {epoch} {name}: mAP {m['mAP']:.4f} rank-1 {m['rank1']:.4f}", file=sys.stderr)
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -414,7 +315,7 @@ def _stage_features(model: Method, stage: str, data, recipe: Recipe, workers: in
         data,
         "train",
         decode="numpy",
-        transform=_to_uint8_tensor(recipe.image_size),
+        transform=to_uint8_tensor(recipe.image_size),
         train=False,
         clip_mode=recipe.clip_mode,
         clip_length=recipe.clip_length,
@@ -428,8 +329,8 @@ def _stage_features(model: Method, stage: str, data, recipe: Recipe, workers: in
     model.eval()
     features, labels, keys = [], [], []
     for batch in loader:
-        x = _inputs(batch, device, stats=model.pixel_stats)
-        features.append(model.stage_features(stage, x, _on_device(batch, device)).float())
+        x = model_inputs(batch, device, stats=model.pixel_stats)
+        features.append(model.stage_features(stage, x, on_device(batch, device)).float())
         labels.append(batch["label"].to(device))
         keys += batch["key"]
     return {"feature": torch.cat(features), "label": torch.cat(labels), "key": keys}
@@ -510,183 +411,9 @@ def _param_hash(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _plain(value):
-    """Numbers, strings, lists and dicts only: what ``torch.load(weights_only=True)`` reads back."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    return value
-
-
-def _save(out: Path, model, optimizer, state: dict) -> None:
-    tmp = out / "checkpoint.pt.tmp"
-    # schedules may leave numpy floats in the optimizer's lr: _plain makes everything plain data
-    torch.save({"model": model.state_dict(), **_plain({"optimizer": optimizer.state_dict(), **state})}, tmp)
-    tmp.replace(out / "checkpoint.pt")  # a crash never leaves half a checkpoint
-
-
-def read_checkpoint(path: Path) -> dict:
-    """A checkpoint's contents: tensors, numbers, strings, lists and dicts only, never code.
-
-    ``weights_only=True`` makes torch refuse any pickled object that is not plain data,
-    so a hostile checkpoint cannot run anything when it is loaded.
-    """
-    import pickle
-
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as exc:
-        raise ValueError(
-            f"{path}: refused: not a plain-data checkpoint ({_last_line(exc)}). "
-            "reidmodels never unpickles objects; use a checkpoint written by `reidmodels train`"
-        ) from None
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise ValueError(f"{path}: not a reidmodels checkpoint (no 'model' state)")
-    return saved
-
-
-def _last_line(exc: Exception) -> str:
-    """The line of torch's long weights_only message that names what was refused."""
-    lines = [line.strip() for line in str(exc).splitlines() if "Unsupported" in line or "GLOBAL" in line]
-    return (lines[0] if lines else str(exc).splitlines()[0])[:300]
-
-
-def _resume(path: Path, model: nn.Module, resume: bool) -> dict:
-    if not (resume and path.is_file()):
-        return {}
-    saved = read_checkpoint(path)
-    model.load_state_dict(saved["model"])
-    keep = ("epochs_done", "stage", "log", "step", "optimizer", "scaler", "position")
-    return {k: saved[k] for k in keep if k in saved}
-
-
 def _write_log(path: Path, rows: list[dict]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["step", "stage", "epoch", "loss"])
         writer.writeheader()
         for step, row in enumerate(rows, start=1):
             writer.writerow({"step": step, **row})
-
-
-# --- evaluation -----------------------------------------------------------------
-
-
-def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[Method, dict]:
-    """The trained method of a run folder (or checkpoint file), in eval mode, and its facts."""
-    path = Path(checkpoint)
-    path = path / "checkpoint.pt" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint (run `reidmodels train` first)")
-    saved = read_checkpoint(path)
-    if "method" not in saved:
-        raise ValueError(f"{path}: written by an older reidmodels (no method name); train again")
-    method = get_method(saved["method"])
-    size = tuple(saved["recipe"]["image_size"])
-    model = method.build(
-        saved["facts"], backbone=saved["backbone"], pretrained=None, image_size=size, **saved["options"]
-    )
-    model.load_state_dict(saved["model"])
-    info = {k: saved[k] for k in ("method", "recipe", "config", "facts")} | {"sha256": _file_hash(path)}
-    return model.to(device).eval(), info
-
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-@torch.no_grad()
-def extract_features(model: Method, dataset: ShardDataset, config: EvalConfig, device: torch.device, collate: Collate):
-    """The method's test features (one row per item) and its predictions (or None)."""
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate
-    )
-    features, predictions = [], []
-    for batch in loader:
-        x = _inputs(batch, device, stats=model.pixel_stats)
-        feature, predicted = model.test_outputs(x, view=batch["view"].to(device))
-        features.append(feature.float().cpu().numpy())
-        if predicted is not None:
-            predictions.append(predicted.cpu().numpy())
-    return np.concatenate(features), (np.concatenate(predictions) if predictions else None)
-
-
-HEADLINE = ("rank1", "rank5", "rank10", "mAP", "mINP", "chance_mAP", "queries")
-
-
-def _write_protocol_metrics(folder: Path, protocols: dict[str, dict]) -> None:
-    """``<protocol>.json`` per protocol, the same numeric keys in each: `dvc metrics show`
-    then gives one row per (run, protocol) instead of one column per protocol and field."""
-    folder.mkdir(exist_ok=True)
-    for name, m in protocols.items():  # names passed the manifest's protocol-name rule (a-z, 0-9, _, -)
-        (folder / f"{name}.json").write_text(json.dumps({k: m[k] for k in HEADLINE}, indent=2) + "\n")
-
-
-def evaluate(config: EvalConfig) -> dict:
-    device = _device(config.device)
-    model, info = load_trained(config.checkpoint, device)
-    recipe = info["recipe"]
-    data = open_dataset(config.data)
-    rows = np.unique(np.concatenate([np.concatenate([p.query, p.gallery]) for p in data.protocols.values()]))
-    # the name comes from validated values only: a 16-hex version (open_dataset checks it) and our own hash
-    clip_mode, clip_length = config.clip_mode or recipe["clip_mode"], config.clip_length or recipe["clip_length"]
-    sampling = hashlib.sha256(json.dumps([clip_mode, clip_length]).encode()).hexdigest()[:8]
-    name = f"{data.version}-{info['sha256']}-{sampling}.npz"
-    cache = Path(config.cache or Path(config.out) / "features") / name
-    if cache.is_file():  # features depend only on the dataset version, the checkpoint and clip sampling
-        saved = np.load(cache, allow_pickle=False)
-        features, predictions = saved["features"], saved["predictions"] if "predictions" in saved else None
-    else:
-        test = ShardDataset(
-            data,
-            rows=rows,
-            decode="numpy",
-            transform=_to_uint8_tensor(tuple(recipe["image_size"])),
-            train=False,
-            clip_mode=clip_mode,
-            clip_length=clip_length,
-        )
-        collate = Collate(type(model), info["facts"])  # the attribute vocabulary the model was built with
-        features, predictions = extract_features(model, test, config, device, collate)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        extra = {} if predictions is None else {"predictions": predictions}
-        np.savez(cache, features=features, **extra)
-    full = np.zeros((len(data.index), features.shape[1]), dtype=np.float32)
-    full[rows] = features
-    metrics = {"dataset": data.manifest["source"], "version": data.version, "checkpoint": info["sha256"]}
-    metrics["method"] = info["method"]
-    cmc_rows = []
-    rng = np.random.default_rng(0)
-    for name in data.protocols:
-        result = evaluate_protocol(full, data, name, metric=config.metric)
-        chance = evaluate_protocol(rng.standard_normal(full.shape).astype(np.float32), data, name)
-        metrics[name] = {
-            "mAP": round(result["mAP"], 4),
-            "mINP": round(result["mINP"], 4),
-            "rank1": round(float(result["cmc"][0]), 4),
-            "rank5": round(float(result["cmc"][min(4, len(result["cmc"]) - 1)]), 4),
-            "rank10": round(float(result["cmc"][min(9, len(result["cmc"]) - 1)]), 4),
-            "queries": result["queries"],
-            "match": result["match"],
-            "chance_mAP": round(chance["mAP"], 4),
-        }
-        cmc_rows += [{"protocol": name, "rank": r + 1, "cmc": round(float(v), 4)} for r, v in enumerate(result["cmc"])]
-    if predictions is not None:
-        metrics.update(model.extra_metrics(data, rows, predictions, full))
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    _write_protocol_metrics(out / "protocols", {name: metrics[name] for name in data.protocols})
-    with (out / "cmc.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["protocol", "rank", "cmc"])
-        writer.writeheader()
-        writer.writerows(cmc_rows)
-    return metrics

@@ -11,8 +11,10 @@ from conftest import cpu_train_config
 
 from reiddata import ShardDataset, open_dataset
 from reidmodels import build_model
-from reidmodels.engine import Collate, EvalConfig, _inputs, evaluate, load_trained, train
+from reidmodels.checkpoint import load_trained
+from reidmodels.engine import EvalConfig, evaluate, train
 from reidmodels.evaluation import label_based_mean_accuracy, retrieval_metrics
+from reidmodels.inputs import Collate, model_inputs, to_uint8_tensor
 from reidmodels.methods import dataset_facts
 from reidmodels.methods.cerberus import Cerberus, adaptive_margins, align_rows, aps_scores
 
@@ -106,12 +108,11 @@ def test_par_returns_valid_values_and_aps_ranks_partial_matches_first(converted,
         for sid in range(model.prototypes[g].shape[0]):
             assert all(v in values[a] for a, v in model.sid_attributes(g, sid).items())
     # APS on the training images: a partial query (hair and gender, other groups unknown)
-    from reidmodels.engine import _to_uint8_tensor
 
-    train_set = ShardDataset(data, "train", decode="numpy", transform=_to_uint8_tensor((128, 64)))
+    train_set = ShardDataset(data, "train", decode="numpy", transform=to_uint8_tensor((128, 64)))
     batch = Collate(Cerberus, dataset_facts(data))([train_set[i] for i in range(len(train_set))])
     with torch.no_grad():
-        out = model.outputs(_inputs(batch, torch.device("cpu"), stats=Cerberus.pixel_stats))
+        out = model.outputs(model_inputs(batch, torch.device("cpu"), stats=Cerberus.pixel_stats))
     partials = torch.stack([torch.nn.functional.normalize(out["partial"][g], dim=1) for g in model.group_names], 1)
     labels = [train_set.decoder(train_set.raw(i))["attributes"] for i in range(len(train_set))]
     aps, chance = [], []

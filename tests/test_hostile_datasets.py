@@ -137,7 +137,7 @@ class _Boom:
 
 
 def test_a_pickled_checkpoint_is_refused_and_runs_nothing(tmp_path):
-    from reidmodels.engine import read_checkpoint
+    from reidmodels.checkpoint import read_checkpoint
 
     Path("/tmp/reiddata-pickle-ran").unlink(missing_ok=True)
     path = tmp_path / "checkpoint.pt"

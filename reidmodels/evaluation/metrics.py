@@ -1,4 +1,5 @@
-"""Ranking metrics (CMC, mAP, mINP) and per-protocol evaluation of a converted dataset.
+"""Ranking metrics (CMC, mAP, mINP) on a whole distance matrix, the random baseline, and
+attribute metrics: the reference that the blocked ranking (``ranking.py``) must equal.
 
 The standard rule (Market-1501, torchreid ``eval_market1501``): for each query,
 gallery items with the query's pid **and** the query's camera are dropped; a query
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "evaluate_protocol",
+    "expected_random_ap",
     "label_based_mean_accuracy",
     "pairwise_distance",
     "rank_metrics",
@@ -31,7 +32,12 @@ def rank_metrics(
     g_camids: Sequence[int],
     max_rank: int = 50,
 ) -> dict:
-    """``{"cmc": array (max_rank,), "mAP": float, "mINP": float, "queries": valid queries}``."""
+    """``{"cmc": array (max_rank,), "mAP": float, "mINP": float, "queries": valid queries}``.
+
+    Holds the whole ``distmat`` and its argsort in memory: fine at Market-1501's size, the
+    reference for tests; ``rank_features`` computes the same in bounded memory. Tied
+    distances rank in gallery order (a stable sort), the rule ``rank_features`` follows.
+    """
     distmat = np.asarray(distmat)
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
@@ -39,7 +45,7 @@ def rank_metrics(
     if (num_q, num_g) != (len(q_pids), len(g_pids)):
         raise ValueError(f"distmat is {distmat.shape} for {len(q_pids)} queries and {len(g_pids)} gallery items")
     max_rank = min(max_rank, num_g)
-    order = np.argsort(distmat, axis=1)  # the same sort as torchreid: equal results on ties
+    order = np.argsort(distmat, axis=1, kind="stable")  # ties: the earlier gallery item first
     cmcs, aps, inps = [], [], []
     for i in range(num_q):
         ranked = order[i]
@@ -79,29 +85,6 @@ def pairwise_distance(query: np.ndarray, gallery: np.ndarray, metric: str = "cos
     raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
 
 
-def evaluate_protocol(
-    features: np.ndarray,
-    dataset,
-    protocol: str,
-    *,
-    metric: str = "cosine",
-    max_rank: int = 50,
-) -> dict:
-    """Metrics of one protocol of a ``reiddata.ReidDataset``; ``features``: one row per index row.
-
-    The protocol's own match rule decides what "same camera" means: camids, or views.
-    """
-    spec = dataset.protocols[protocol]
-    pids = dataset.index.column("pid").to_numpy()
-    key = "camid" if spec.match == "camera" else "view"
-    groups = np.asarray(dataset.index.column(key).to_pylist())
-    q, g = spec.query, spec.gallery
-    distmat = pairwise_distance(features[q], features[g], metric)
-    out = rank_metrics(distmat, pids[q], pids[g], groups[q], groups[g], max_rank=max_rank)
-    out["match"] = spec.match
-    return out
-
-
 def label_based_mean_accuracy(truth: Sequence[str], predicted: Sequence[str]) -> float:
     """mA of one attribute: the mean, over its values present in ``truth``, of the balanced
     accuracy (true-positive rate + true-negative rate) / 2 of that value against the rest."""
@@ -127,3 +110,22 @@ def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray) -> dict:
         aps.append(float(np.mean(np.arange(1, len(positions) + 1) / positions)))
         top1.append(float(hits[0]))
     return {"mAP": float(np.mean(aps)), "rank1": float(np.mean(top1)), "queries": len(aps)}
+
+
+def expected_random_ap(kept: np.ndarray, matches: np.ndarray) -> np.ndarray:
+    """The exact expected AP of a uniformly random ranking, per query: ``kept`` gallery items
+    of which ``matches`` are true (both >= 1).
+
+    With n items and m matches, a relevant item at rank k contributes P@k / m, and over
+    random orders E[rel_k] = m / n, E[rel_k rel_l] = m (m - 1) / (n (n - 1)) for l < k, so
+    E[AP] = ((n - m) H_n + n (m - 1)) / (n (n - 1)), H_n the n-th harmonic number (1 when
+    n = 1). This is the chance baseline at no cost beyond the counts, where one random
+    draw would cost a whole second evaluation and still be a sample, not the expectation.
+    """
+    from scipy.special import digamma
+
+    n, m = np.asarray(kept, dtype=np.float64), np.asarray(matches, dtype=np.float64)
+    harmonic = digamma(n + 1) + np.euler_gamma
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ap = ((n - m) * harmonic + n * (m - 1)) / (n * (n - 1))
+    return np.where(n > 1, ap, 1.0)
