@@ -40,6 +40,7 @@ def _synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         variant=args.variant,
         overwrite=args.overwrite,
+        distractors=args.distractors,
     )
     print(f"wrote synthetic {args.source} to {out}")
     return 0
@@ -59,6 +60,7 @@ def _convert(args: argparse.Namespace) -> int:
         decode_check=args.decode_check,
         storage=args.store,
         progress=not args.quiet,
+        distractors=Path(args.distractors) if args.distractors else None,
     )
     splits = ", ".join(f"{k} {v['samples']}" for k, v in manifest["splits"].items())
     print(f"{args.out}: {manifest['source']} version {manifest['version']} ({splits})")
@@ -125,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="layout variant (msmt17, g2a-vreid: v1 or v2; agreid-v2: flat or nested; default: the usual one)",
     )
+    p.add_argument(
+        "--distractors",
+        type=int,
+        default=0,
+        help="image sources: also write N unlabeled crops (people not in the set, false detections) "
+        "into OUT/distractors/, for `convert --distractors`",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_synth)
 
@@ -142,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("jpeg", "video"),
         default="jpeg",
         help="tracklets: JPEG frames as they are, or one lossy MP4 per tracklet (smaller; decord reads it)",
+    )
+    p.add_argument(
+        "--distractors",
+        default=None,
+        metavar="DIR",
+        help="image sources: a folder of unlabeled JPEG crops (e.g. Market-1501's 500k set) added as the "
+        "distractors split; each protocol P gets a twin P-distractors with them in its gallery",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_convert)

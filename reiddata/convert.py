@@ -14,6 +14,8 @@ from . import video
 from ._version import __version__
 from .attributes import AttributeSchema, AttributeTable, read_attribute_file
 from .defaults import DEFAULT_SHARD_SIZE
+from .distractors import DISTRACTOR_CAMERA, add_distractors
+from .distractors import SPLIT as DISTRACTOR_SPLIT
 from .errors import ReidDataError, bad_input
 from .hf import write_dataset_card
 from .manifest import is_dataset
@@ -93,6 +95,8 @@ def _jobs(
     shard_size: int,
     decode_check: bool,
     storage: str,
+    splits: tuple[str, ...],
+    bases: dict[str, Path],
 ) -> Iterator[ShardJob]:
     """The shards to write, in split order, records sorted by path. Lazy, so handing out
     the first shards overlaps preparing the rest; every check that needs no file (empty
@@ -100,11 +104,11 @@ def _jobs(
     by_split: dict[str, list[Record]] = defaultdict(list)
     for record in parsed.records:
         by_split[record.split].append(record)
-    for split in source.splits:
+    for split in splits:
         if not by_split.get(split):
             raise bad_input(parsed.base, f"split {split!r} is empty", "check the tree against `reiddata sources`")
     labels = {pid: i for i, pid in enumerate(sorted({r.pid for r in parsed.records if r.trainable}))}
-    for split in source.splits:
+    for split in splits:
         records = sorted(by_split[split], key=lambda r: r.path)
         for n, start in enumerate(range(0, len(records), shard_size)):
             chunk = tuple(records[start : start + shard_size])
@@ -115,7 +119,7 @@ def _jobs(
                 first=start,
                 labels={r.pid: labels[r.pid] for r in chunk if r.trainable},
                 attributes=None if table is None else tuple(_attributes(r, table, source.attributes) for r in chunk),
-                base=f"{parsed.base}/",
+                base=f"{bases.get(split, parsed.base)}/",
                 schema=schema,
                 decode_check=decode_check,
                 storage=storage,
@@ -263,11 +267,14 @@ def convert(
     decode_check: bool = False,
     storage: str = "jpeg",
     progress: bool = False,
+    distractors: Path | None = None,
 ) -> dict:
     """Convert the ``source`` tree at ``root`` into a shard dataset at ``out``.
 
     ``storage`` (tracklet sources): ``jpeg`` keeps each frame's bytes as a member,
     ``video`` encodes each tracklet as one MP4 member (lossy, much smaller).
+    ``distractors``: a folder of unlabeled JPEG crops added as the ``distractors`` split,
+    each protocol P getting a twin ``P-distractors`` (``reiddata.distractors``).
     Returns the manifest. Raises :class:`ReidDataError` on input that breaks the
     source's rules; then nothing is left at ``out`` (or the old ``out`` is kept).
     """
@@ -279,16 +286,27 @@ def convert(
     if storage == "video" and spec.kind != "video":
         raise ReidDataError(f"--store video is for tracklet sources; {spec.name} holds images")
     root, out = Path(root), Path(out)
+    if distractors is not None and spec.kind != "image":
+        raise ReidDataError(f"--distractors is for image sources; {spec.name} holds tracklets")
     attribute_inputs = [] if attributes is None else [Path(attributes)]
+    attribute_inputs += [] if distractors is None else [Path(distractors)]
     # checked before the (long) parse, and again by atomic_output just before writing
     safety = {"inputs": [root, *attribute_inputs], "overwrite": overwrite, "is_ours": is_dataset, "what": DATASET}
     check_output(out, **safety)
     with shard_writers(workers) as write_all:  # the writers start up while the source is parsed
         parsed = spec.parse(root)
         table = _load_attributes(spec, parsed, attributes)
-        protocols = parsed.protocols or spec.protocols
+        protocols, splits, bases = parsed.protocols or spec.protocols, spec.splits, {}
+        camera_views = dict(spec.camera_views)
+        if distractors is not None:
+            parsed, protocols = add_distractors(parsed, protocols, Path(distractors), set(camera_views.values()))
+            splits, bases = (*splits, DISTRACTOR_SPLIT), {DISTRACTOR_SPLIT: Path(distractors)}
+            camera_views[DISTRACTOR_CAMERA] = next(iter(set(spec.camera_views.values())))
         schema = index_schema(spec, protocols, with_attributes=table is not None)
-        jobs = _jobs(spec, parsed, table, schema, shard_size=shard_size, decode_check=decode_check, storage=storage)
+        jobs = _jobs(
+            spec, parsed, table, schema, shard_size=shard_size, decode_check=decode_check, storage=storage,
+            splits=splits, bases=bases,
+        )  # fmt: skip
         with atomic_output(out, **safety) as tmp, ThreadPoolExecutor(1) as beside:
             counted = beside.submit(_summary_rows, parsed.records)  # while the writers work
             bar = _progress_bar(len(parsed.records), f"convert {spec.name}") if progress else None
@@ -334,11 +352,11 @@ def convert(
                     "attributes": None if table is None else {"file": table.path.name, "sha256": table.sha256},
                 },
                 "index": {"file": INDEX, "rows": index_table.num_rows},
-                "split_order": list(spec.splits),
-                "splits": {split: split_summary(counts[split], by_split[split]) for split in spec.splits},
-                "protocols": protocol_summary(protocols, [row for split in spec.splits for row in counts[split]]),
+                "split_order": list(splits),
+                "splits": {split: split_summary(counts[split], by_split[split]) for split in splits},
+                "protocols": protocol_summary(protocols, [row for split in splits for row in counts[split]]),
                 "protocol_order": [p.name for p in protocols],
-                "camera_views": {str(c): v for c, v in sorted(spec.camera_views.items())},
+                "camera_views": {str(c): v for c, v in sorted(camera_views.items())},
                 "attributes": None if table is None or spec.attributes is None else spec.attributes.to_json(),
                 "attribute_status": _attribute_status(spec, table),
                 "anomalies": dict(sorted(table.anomalies.items())) if table else {},

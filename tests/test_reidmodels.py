@@ -104,7 +104,7 @@ def test_train_resume_and_evaluate_images(converted, tmp_path):
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["standard"] == standard
     cmc = (tmp_path / "eval" / "cmc.csv").read_text().splitlines()
     assert cmc[0] == "protocol,rank,cmc" and len(cmc) > 10
-    assert len(list((tmp_path / "eval" / "features").glob("*.npz"))) == 1  # cached per version + checkpoint
+    assert len(list((tmp_path / "eval" / "features").glob("*.parquet"))) == 1  # cached per version + checkpoint
 
 
 def test_clip_video_trains_and_evaluates_tracklets(converted, tmp_path):

@@ -18,7 +18,7 @@ from ..attributes import AttributeSchema, write_attribute_file
 from ..sources import dukemtmc, market1501
 from .aerial_ground import write_agreid_v1, write_agreid_v2, write_cargo
 from .common import camera_tints, image_size, save, seeded, shots, split_test, world
-from .people import Person, jpeg_bytes, render, render_clutter
+from .people import Person, jpeg_bytes, make_people, render, render_clutter
 from .tracklets import write_g2a_vreid, write_mars
 
 __all__ = ["LAYOUTS", "Layout"]
@@ -187,3 +187,22 @@ LAYOUTS: dict[str, Layout] = {
     "mars": Layout(write_mars),
     "g2a-vreid": Layout(write_g2a_vreid, variants=("v1", "v2")),
 }
+
+TRACKLET_SOURCES = ("mars", "g2a-vreid")
+COLOURS = ("black", "white", "red", "gray", "blue", "green")
+
+
+def write_distractors(out: Path, count: int, seed: int) -> None:
+    """``count`` unlabeled crops, ``00000001.jpg`` ...: people of another world (a seed no
+    dataset uses), one crop each, from random cameras; every fifth a false detection."""
+    people = make_people(count, seed + 7919, up_colours=COLOURS, down_colours=COLOURS)
+    tints = camera_tints(seed + 7919, 6)
+    for n, person in enumerate(people, start=1):
+        rng = seeded(seed, 11, n)
+        tint = tints[int(rng.integers(1, 7))]
+        size = image_size(rng, (64, 128))
+        if n % 5 == 0:
+            image = render_clutter(size=size, rng=rng, tint=tint)
+        else:
+            image = render(person, view="ground", size=size, rng=rng, tint=tint)
+        save(out / f"{n:08d}.jpg", jpeg_bytes(image))

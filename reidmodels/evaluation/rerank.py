@@ -152,10 +152,11 @@ def rerank_blocks(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """``(first row, re-ranked distances)`` for blocks of queries against the whole gallery.
 
-    ``q`` and ``g`` as ``prepare_features`` leaves them (normalised for ``cosine``).
+    ``q`` and ``g`` as ``prepare_features`` leaves them (queries normalised for ``cosine``).
     """
-    del metric  # prepare_features already normalised the rows for cosine
     x = torch.cat([q, g])
+    if metric == "cosine":
+        x = torch.nn.functional.normalize(x, dim=1, out=x)
     x2 = (x * x).sum(1)
     n_q, n = len(q), len(x)
     nearest, largest = _neighbours(x, x2, max(k1 + 1, k2), rows_per_block(n, memory, cell_bytes=8))
@@ -166,7 +167,7 @@ def rerank_blocks(
     rows = rows_per_block(len(g), memory, cell_bytes=24)
     for start in range(0, n_q, rows):
         stop = min(start + rows, n_q)
-        original = _squared(q[start:stop], g, x2[start:stop], x2[n_q:]).div_(scale[start:stop, None])
+        original = _squared(x[start:stop], x[n_q:], x2[start:stop], x2[n_q:]).div_(scale[start:stop, None])
         shared = _shared_mass(v[start:stop], vg_by_column).tocoo()
         jaccard = torch.ones_like(original)
         s = torch.as_tensor(shared.data, dtype=torch.float32, device=q.device)
