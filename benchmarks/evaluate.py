@@ -12,8 +12,9 @@ gives mAP about 0.69 on the MSMT17 shape, near CLIP-ReID's 73.4):
 Each path runs in its own process under ``/usr/bin/time -v`` (wall time of the ranking
 only, peak RSS of the whole process), all in one run:
 - ``features``: make the features and stop: the memory every path starts from.
-- ``product``: the bare blocked matrix product of the same features (1 GiB blocks), the
-  floor: no exact ranking is faster than computing its distances.
+- ``product``: the bare matrix products of the same features, in the blocks
+  ``rank_features`` uses (1 GiB), nothing else: the floor, since no exact ranking is
+  faster than computing its distances.
 - ``new``: ``rank_features`` (metrics and the chance baseline), 1 GiB blocks.
 - ``old``: ``rank_metrics(pairwise_distance(...))`` on the whole matrix, then again on
   random features for the chance baseline, as ``evaluate`` did before (only where it fits).
@@ -40,12 +41,13 @@ PATHS = ("features", "product", "new", "old", "rerank")
 FITS = {("market500k", "old"), ("market500k", "rerank")}  # (shape, path) pairs that do not fit in 24 GB
 
 
-def _fill(ids: np.ndarray, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Centre plus noise, built in place a chunk at a time (no full-size temporaries)."""
-    out = rng.standard_normal((len(ids), DIM), dtype=np.float32)
+def _fill(out: np.ndarray, ids: np.ndarray, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Centre plus noise, written into ``out`` a chunk at a time (no full-size temporaries)."""
     for s in range(0, len(ids), 65_536):
-        out[s : s + 65_536] *= SIGMA
-        out[s : s + 65_536] += centres[ids[s : s + 65_536]]
+        chunk = out[s : s + 65_536]
+        rng.standard_normal(dtype=np.float32, out=chunk)
+        chunk *= SIGMA
+        chunk += centres[ids[s : s + 65_536]]
     return out
 
 
@@ -57,12 +59,12 @@ def make(shape: str) -> tuple:
     g_pids = rng.integers(0, spec["ids"], spec["gallery"])
     q_cams = rng.integers(0, spec["cameras"], spec["queries"])
     g_cams = rng.integers(0, spec["cameras"], spec["gallery"] + spec["distractors"])
-    query, gallery = _fill(q_pids, centres, rng), _fill(g_pids, centres, rng)
-    if spec["distractors"]:
+    query = _fill(np.empty((spec["queries"], DIM), np.float32), q_pids, centres, rng)
+    gallery = np.empty((spec["gallery"] + spec["distractors"], DIM), np.float32)
+    _fill(gallery[: spec["gallery"]], g_pids, centres, rng)
+    if spec["distractors"]:  # 50,000 other people, never a query's
         others = rng.standard_normal((50_000, DIM), dtype=np.float32)
-        extra = _fill(rng.integers(0, 50_000, spec["distractors"]), others, rng)
-        gallery = np.concatenate([gallery, extra])
-        del extra
+        _fill(gallery[spec["gallery"] :], rng.integers(0, 50_000, spec["distractors"]), others, rng)
         g_pids = np.concatenate([g_pids, np.full(spec["distractors"], -1)])
     return query, gallery, q_pids, g_pids, q_cams, g_cams
 
@@ -72,18 +74,21 @@ def run_path(shape: str, path: str) -> dict:
     import torch
 
     from reidmodels.evaluation import pairwise_distance, rank_features, rank_metrics
-    from reidmodels.evaluation.ranking import DEFAULT_MEMORY, distance_blocks, prepare_features, rows_per_block
+    from reidmodels.evaluation.ranking import DEFAULT_MEMORY, prepare_features, rows_per_block
 
     query, gallery, q_pids, g_pids, q_cams, g_cams = make(shape)
     start = time.perf_counter()
     out: dict = {}
-    if path == "product":
+    if path == "product":  # the matrix products alone, blocks as rank_features makes them
         q, g = prepare_features(query, gallery, "cosine", torch.device("cpu"))
-        for _, block in distance_blocks(q, g, "cosine", rows_per_block(len(g), DEFAULT_MEMORY)):
+        rows = rows_per_block(len(g), DEFAULT_MEMORY)
+        for s in range(0, len(q), rows):
+            block = q[s : s + rows] @ g.T
             del block
     elif path == "new":
         result = rank_features(query, gallery, q_pids, g_pids, q_cams, g_cams)
-        out = {k: round(float(result[k]), 4) for k in ("mAP", "mINP", "chance_mAP")} | {"rank1": float(result["cmc"][0])}
+        out = {k: round(float(result[k]), 4) for k in ("mAP", "mINP", "chance_mAP")}
+        out["rank1"] = round(float(result["cmc"][0]), 4)
     elif path == "old":
         result = rank_metrics(pairwise_distance(query, gallery), q_pids, g_pids, q_cams, g_cams)
         noise = np.random.default_rng(1).standard_normal(query.shape, dtype=np.float32)

@@ -8,6 +8,8 @@ from .synth import synth
 __all__ = [
     "SOURCES",
     "IdentityBalancedSampler",
+    "RandomIdentitySampler",
+    "ChunkIdentitySampler",
     "ReidDataError",
     "ReidDataset",
     "ShardDataset",
@@ -29,6 +31,8 @@ __all__ = [
 _LAZY = {
     "SOURCES": ".sources",
     "IdentityBalancedSampler": ".samplers",
+    "RandomIdentitySampler": ".samplers",
+    "ChunkIdentitySampler": ".samplers",
     "ReidDataset": ".reader",
     "ShardDataset": ".reader",
     "StreamingDataset": ".stream",

@@ -243,7 +243,8 @@ def protocol_summary(protocols: Sequence[Protocol], rows: list[dict]) -> dict:
     for protocol in protocols:
         sides = {}
         for role in ("query", "gallery"):
-            members = [r for r in rows if r["roles"].get(protocol.name) == role]
+            roles = ("query", "gallery") if role == "gallery" and protocol.query_in_gallery else (role,)
+            members = [r for r in rows if r["roles"].get(protocol.name) in roles]
             sides[role] = {
                 "role": role,
                 "splits": sorted({r["split"] for r in members}),
@@ -252,6 +253,8 @@ def protocol_summary(protocols: Sequence[Protocol], rows: list[dict]) -> dict:
                 "views": dict(sorted(Counter(r["view"] for r in members).items())),
             }
         out[protocol.name] = {"description": protocol.description, "match": protocol.match, **sides}
+        if protocol.query_in_gallery:  # only when set: other datasets' manifests (and versions) stay as they were
+            out[protocol.name]["query_in_gallery"] = True
     return out
 
 

@@ -116,6 +116,8 @@ def manifest_problems(manifest: object) -> list[str]:
                 problems.append(f"protocols: {name!r} is not a protocol name")
             elif not isinstance(info, dict) or info.get("match") not in MATCH_RULES:
                 problems.append(f"protocols.{name}.match is not one of {MATCH_RULES}")
+            elif info.get("query_in_gallery", False) is not True and "query_in_gallery" in info:
+                problems.append(f"protocols.{name}.query_in_gallery must be true when present")
     if not isinstance(manifest.get("digests"), dict):
         problems.append("digests are missing")
     return problems

@@ -107,12 +107,15 @@ class ReidDataset:
         for name in self.manifest["protocol_order"]:
             info = self.manifest["protocols"][name]
             column = np.asarray([r.get(name) for r in roles], dtype=object)
+            gallery = column == "gallery"
+            if info.get("query_in_gallery") is True:  # MARS as its authors evaluate it
+                gallery |= column == "query"
             self.protocols[name] = ProtocolView(
                 name,
                 info["description"],
                 info["match"],
                 np.flatnonzero(column == "query"),
-                np.flatnonzero(column == "gallery"),
+                np.flatnonzero(gallery),
             )
 
     def __repr__(self) -> str:

@@ -1,5 +1,26 @@
 """Identity-balanced P x K batches, for random access and for streams.
 
+Two epoch rules for random access:
+
+- :class:`RandomIdentitySampler`, **the official one** (CLIP-ReID, VSLA-CLIP and
+  torchreid ``RandomIdentitySampler``; VSLA-CLIP ``datasets/sampler.py:125-178``): each
+  identity's items are shuffled and cut into chunks of K (an identity with fewer than
+  K items is first padded to K by drawing with replacement; a remainder under K is
+  dropped); while at least P identities have chunks left, P of them are drawn at
+  random and each gives its next chunk. Every item is visited at most once an epoch
+  (bar the padding), identities in proportion to their items; the chunks left when
+  fewer than P identities remain are dropped, as the official code drops them.
+  Deterministic by ``(seed, epoch)``; under DDP rank r takes batches r, r + W, ...
+  of the same plan, cut to an equal count on every rank (the official single-process
+  sampler has no rank split). ``len`` is exact for the current epoch.
+- :class:`ChunkIdentitySampler`, **the official video one** (VSLA-CLIP
+  ``RandomIdentitySampler_Video``, ``datasets/sampler.py:125-178``): the same chunks of K,
+  but all of them shuffled together and cut into batches of P chunks (an identity can
+  give two chunks to one batch), the last incomplete batch dropped (``drop_last``). The
+  epoch holds exactly sum over identities of (m - m % K) items, m = max(n, K), to whole
+  batches: on G2A-VReID (about 2 tracklets an identity, K = 4) about twice the tracklets.
+- :class:`IdentityBalancedSampler` (``sampler: balanced`` in a recipe), described below.
+
 Epoch rule of :class:`IdentityBalancedSampler` (and how it differs from the two
 samplers ReID code usually copies):
 
@@ -29,7 +50,7 @@ import numpy as np
 
 from .errors import ReidDataError
 
-__all__ = ["IdentityBalancedSampler", "pk_batches"]
+__all__ = ["ChunkIdentitySampler", "IdentityBalancedSampler", "RandomIdentitySampler", "pk_batches"]
 
 
 def rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -149,6 +170,73 @@ class IdentityBalancedSampler:
         for batch in mine[self._yielded :]:
             self._yielded += 1
             yield batch
+
+
+class RandomIdentitySampler(IdentityBalancedSampler):
+    """The official P x K sampler (see the module docstring); a ``batch_sampler``.
+
+    Same interface as :class:`IdentityBalancedSampler` (``set_epoch``, ``state_dict``,
+    resume mid-epoch); ``len`` is this epoch's batch count per rank, which varies a
+    little from epoch to epoch (how many chunks are left over depends on the draw).
+    """
+
+    RULE = "official-image"
+
+    def _chunks(self, rng: np.random.Generator) -> list[list[list[int]]]:
+        """Per identity: its items shuffled (fewer than K: K drawn with replacement), in chunks of K."""
+        chunks = []
+        for members in self.members:
+            items = members if len(members) >= self.k else rng.choice(members, size=self.k, replace=True)
+            items = rng.permutation(items)
+            whole = len(items) - len(items) % self.k
+            chunks.append([items[i : i + self.k].tolist() for i in range(0, whole, self.k)])
+        return chunks
+
+    def _plan(self, rng: np.random.Generator) -> list[list[int]]:
+        chunks = self._chunks(rng)
+        available = [i for i, c in enumerate(chunks) if c]
+        taken = [0] * len(chunks)
+        batches = []
+        while len(available) >= self.p:  # fewer than P identities with chunks left: the rest is dropped
+            chosen = [available[i] for i in rng.choice(len(available), size=self.p, replace=False)]
+            batch = []
+            for identity in chosen:
+                batch += chunks[identity][taken[identity]]
+                taken[identity] += 1
+            available = [i for i in available if taken[i] < len(chunks[i])]
+            batches.append(batch)
+        return batches
+
+    def _all_batches(self) -> list[list[int]]:
+        if getattr(self, "_cached", (None,))[0] != self.epoch:
+            batches = self._plan(np.random.default_rng([self.seed, self.epoch, 1]))  # not the balanced stream
+            usable = len(batches) - len(batches) % self.world_size  # equal counts on every rank
+            self._cached = (self.epoch, batches[:usable])
+        return self._cached[1]
+
+    def __len__(self) -> int:
+        return len(self._all_batches()) // self.world_size
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"rule": self.RULE}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("rule") != self.RULE:
+            raise ReidDataError(f"cannot resume: the saved sampler state is {state.get('rule')!r}, not {self.RULE!r}")
+        super().load_state_dict(state)
+
+
+class ChunkIdentitySampler(RandomIdentitySampler):
+    """The official video P x K sampler (see the module docstring): every chunk of K of
+    every identity, shuffled together, P chunks a batch, the incomplete last one dropped."""
+
+    RULE = "official-video"
+
+    def _plan(self, rng: np.random.Generator) -> list[list[int]]:
+        chunks = [chunk for per_identity in self._chunks(rng) for chunk in per_identity]
+        order = rng.permutation(len(chunks))
+        whole = len(order) - len(order) % self.p
+        return [sum((chunks[c] for c in order[b : b + self.p]), []) for b in range(0, whole, self.p)]
 
 
 def pk_batches(

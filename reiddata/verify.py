@@ -76,7 +76,10 @@ def _stated_counts(manifest: dict, rows: list[dict]) -> list[str]:
             if stated.get(k) != v
         ]
     protocols = [
-        Protocol(name, info.get("description", ""), info["match"]) for name, info in manifest["protocols"].items()
+        Protocol(
+            name, info.get("description", ""), info["match"], query_in_gallery=info.get("query_in_gallery") is True
+        )
+        for name, info in manifest["protocols"].items()
     ]
     found = protocol_summary(protocols, rows)
     for name, summary in found.items():

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CLIPBackbone", "TINY", "build_clip"]
+__all__ = ["CLIPBackbone", "TINY", "build_clip", "load_vifi", "vifi_state"]
 
 TINY = "reid-tiny"
 TINY_CONFIG = {
@@ -107,7 +107,7 @@ class CLIPBackbone(nn.Module):
         self.clip = clip
         self.visual = clip.visual
         self.image_size = image_size
-        self.grid = (image_size[0] // self.visual.patch_size[0], image_size[1] // self.visual.patch_size[1])
+        self.grid = patch_grid(self.visual, image_size)
         self.width = self.visual.conv1.out_channels
         self.embed_dim = int(clip.text_projection.shape[1])
 
@@ -138,22 +138,35 @@ class CLIPBackbone(nn.Module):
             tokens = tokens @ self.visual.proj
         return tokens[:, 0], tokens[:, 1:]
 
-    def image_features(self, images: torch.Tensor, prompts: torch.Tensor | None = None) -> dict:
+    def image_features(
+        self, images: torch.Tensor, prompts: torch.Tensor | None = None, class_shift: torch.Tensor | None = None
+    ) -> dict:
         """``penultimate``: the class token after all blocks but the last, as it leaves that
         block (CLIP-ReID's layer-11 feature, width); ``cls``: the last block's class token
         through ``ln_post`` (width); ``proj``: that projected (embed_dim); ``tokens``: the
-        patch tokens through ``ln_post`` and the projection."""
-        x, n, penultimate = self._blocks(images, prompts)
+        patch tokens through ``ln_post`` and the projection. ``class_shift`` (N, width): added
+        to the class token before the positional embedding (CLIP-ReID's SIE camera embedding)."""
+        x, n, penultimate = self._blocks(images, prompts, class_shift)
         x = self.visual.ln_post(torch.cat([x[:, :1], x[:, 1 + n :]], dim=1))
         projected = x @ self.visual.proj if self.visual.proj is not None else x
         return {"penultimate": penultimate, "cls": x[:, 0], "proj": projected[:, 0], "tokens": projected[:, 1:]}
 
-    def _blocks(self, images: torch.Tensor, prompts) -> tuple[torch.Tensor, int, torch.Tensor]:
+    def _embeds(self, images: torch.Tensor, class_shift: torch.Tensor | None) -> torch.Tensor:
+        """open_clip's ``VisionTransformer._embeds`` with ``class_shift`` added to the class token."""
+        if class_shift is None:
+            return self.visual._embeds(images)
+        v = self.visual
+        x = v.conv1(images).flatten(2).transpose(1, 2)  # (N, grid, width)
+        cls = v.class_embedding.to(x.dtype) + class_shift.to(x.dtype)
+        x = torch.cat([cls.unsqueeze(1), x], dim=1) + v.positional_embedding.to(x.dtype)
+        return v.ln_pre(v.patch_dropout(x))
+
+    def _blocks(self, images: torch.Tensor, prompts, class_shift=None) -> tuple[torch.Tensor, int, torch.Tensor]:
         """The blocks' output, the number of prompt tokens in it (after the class token) and
         the penultimate block's class token. ``prompts[i]`` (n_i, width): block i's deep
         prompts (a tensor (layers, n, width) or a list, one per block; fewer than the blocks:
         the later blocks run without); each block's replace the ones before."""
-        x = self.visual._embeds(images)  # (N, 1 + h*w, width), ln_pre applied
+        x = self._embeds(images, class_shift)  # (N, 1 + h*w, width), ln_pre applied
         blocks = self.visual.transformer.resblocks
         penultimate, n = x[:, 0], 0
         for i, block in enumerate(blocks):
@@ -209,13 +222,41 @@ class _DropMessage(logging.Filter):
         return not str(record.msg).startswith(self.start)
 
 
+def patch_grid(visual: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The patch grid of ``image_size`` crops: (size - patch) // stride + 1 per side."""
+    (ph, pw), (sh, sw) = visual.conv1.kernel_size, visual.conv1.stride
+    return (image_size[0] - ph) // sh + 1, (image_size[1] - pw) // sw + 1
+
+
+def _overlap(visual: nn.Module, stride: int, image_size: tuple[int, int]) -> None:
+    """Overlapping patches (CLIP-ReID's ``STRIDE_SIZE``): the patch convolution at ``stride``,
+    the positional embedding resized to the larger grid (bilinearly, as for a checkpoint's)."""
+    visual.conv1.stride = (stride, stride)
+    grid = patch_grid(visual, image_size)
+    resized = _resize_rect_positions(visual.positional_embedding.detach(), grid, visual)
+    visual.positional_embedding = nn.Parameter(resized)
+
+
+def _resize_rect_positions(pos: torch.Tensor, grid: tuple[int, int], visual: nn.Module) -> torch.Tensor:
+    """Class position + the patch positions of a (h, w) grid, from the current (h0, w0) grid."""
+    h0 = visual.image_size[0] // visual.patch_size[0] if hasattr(visual, "image_size") else None
+    count = pos.shape[0] - 1
+    if h0 is None or count % h0:
+        return _resize_positions(pos, grid)
+    cls, patches = pos[:1], pos[1:].reshape(1, h0, count // h0, -1).permute(0, 3, 1, 2)
+    patches = F.interpolate(patches, size=grid, mode="bilinear", align_corners=False)
+    return torch.cat([cls, patches.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
+
+
 def build_clip(
     name: str = "ViT-B-16",
     *,
     pretrained: str | None = None,
     image_size: tuple[int, int] = IMAGE_SIZE,
+    stride: int | None = None,
 ) -> CLIPBackbone:
-    """A CLIP backbone for ``image_size`` crops, random or from ``pretrained`` (tag or path)."""
+    """A CLIP backbone for ``image_size`` crops, random or from ``pretrained`` (tag or path);
+    ``stride``: overlapping patches (CLIP-ReID's OLP, 12), the positions resized to the grid."""
     open_clip = _open_clip()
     if name not in open_clip.list_models():
         raise ValueError(f"unknown model {name!r}: open_clip has {', '.join(open_clip.list_models()[:8])}, ...")
@@ -226,10 +267,12 @@ def build_clip(
         model = open_clip.create_model(name, pretrained=None, force_image_size=image_size, force_quick_gelu=True)
     finally:
         root.removeFilter(quiet)
+    if stride is not None and stride != model.visual.conv1.stride[0]:  # before loading: one resize, as CLIP-ReID
+        _overlap(model.visual, stride, image_size)
     if pretrained:
         state = _pretrained_state(open_clip, name, pretrained)
         pos = "visual.positional_embedding"
-        grid = (image_size[0] // model.visual.patch_size[0], image_size[1] // model.visual.patch_size[1])
+        grid = patch_grid(model.visual, image_size)
         if state[pos].shape != model.visual.positional_embedding.shape:
             state[pos] = _resize_positions(state[pos], grid)
         _load_strictly(model, state, pretrained)
@@ -245,3 +288,54 @@ def _load_strictly(model: nn.Module, state: dict, source: str) -> None:
             f"{source}: not a checkpoint of this architecture: missing {missing[:5]}, "
             f"unexpected {result.unexpected_keys[:5]} ({len(missing)} and {len(result.unexpected_keys)} in all)"
         )
+
+
+# ViFi-CLIP's trainer names the two encoders; VSLA-CLIP's converted file uses CLIP's own names.
+VIFI_PREFIXES = (("image_encoder.", "visual."), ("text_encoder.", ""))
+VIFI_DROPPED = (
+    "prompt_learner.",
+    "token_embedding.",
+)  # FT-CLIP keeps CLIP's token table (VSLA-CLIP model/make_model.py:208)
+
+
+def vifi_state(state: dict, source: str) -> dict:
+    """A ViFi-CLIP checkpoint as CLIP parameter names: ``{"model": ...}`` or a bare state dict,
+    ``module.`` prefixes, the trainer's ``image_encoder.`` / ``text_encoder.`` names mapped to
+    CLIP's ``visual.`` / top-level ones, prompt learners and the token table left out."""
+    if isinstance(state.get("model"), dict):
+        state = state["model"]
+    out = {}
+    for key, value in state.items():
+        if not isinstance(key, str) or not torch.is_tensor(value):
+            raise ValueError(f"{source}: not a state dict (key {key!r} holds {type(value).__name__})")
+        key = key.removeprefix("module.")
+        for old, new in VIFI_PREFIXES:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        if not key.startswith(VIFI_DROPPED):
+            out[key] = value
+    return out
+
+
+def load_vifi(backbone: CLIPBackbone, path: str | Path) -> None:
+    """Replace both encoders of ``backbone`` by a ViFi-CLIP checkpoint's (FT-CLIP's official
+    start, ``USE_VIFI_WEIGHT``): every CLIP parameter but the token table, strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no ViFi-CLIP checkpoint there (FT-CLIP's official start; get vifi_weight.pth from the "
+            "ViFi-CLIP release, or drop the vifi option to start from the pretrained CLIP)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path}: refused: not a plain-data state dict ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
+    state = vifi_state(state, str(path))
+    pos = "visual.positional_embedding"
+    if pos in state and state[pos].shape != backbone.visual.positional_embedding.shape:
+        state[pos] = _resize_positions(state[pos], backbone.grid)
+    state["token_embedding.weight"] = backbone.clip.token_embedding.weight.detach().clone()
+    _load_strictly(backbone.clip, state, str(path))

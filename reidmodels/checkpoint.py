@@ -65,7 +65,7 @@ def resume_state(path: Path, model: nn.Module, resume: bool) -> dict:
         return {}
     saved = read_checkpoint(path)
     model.load_state_dict(saved["model"])
-    keep = ("epochs_done", "stage", "log", "step", "optimizer", "scaler", "position")
+    keep = ("epochs_done", "stage", "stage_start", "log", "step", "optimizer", "scaler", "position")
     return {k: saved[k] for k in keep if k in saved}
 
 

@@ -31,15 +31,16 @@ import torch.distributed as dist
 from torch import nn
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from reiddata import IdentityBalancedSampler, ShardDataset, open_dataset
+from reiddata import ChunkIdentitySampler, IdentityBalancedSampler, RandomIdentitySampler, ShardDataset, open_dataset
 
 from .checkpoint import load_trained, read_checkpoint, resume_state, save_checkpoint
 from .evaluation.features import extract_features, test_rows
 from .evaluation.run import EvalConfig, evaluate, score
 from .inputs import Collate, model_inputs, on_device, to_uint8_tensor
 from .methods import Method, Recipe, dataset_facts, get_method
-from .methods.base import lr_factor
+from .methods.base import lr_factor, warmup_factor
 from .runtime import device_for, distributed_init
+from .transforms import PIPELINES
 
 # torchdata's StatefulDataLoader calls a torch function that torch has deprecated (harmless)
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
@@ -121,12 +122,12 @@ def train(config: TrainConfig) -> dict:
         data,
         "train",
         decode="numpy",
-        transform=to_uint8_tensor(recipe.image_size),
+        transform=to_uint8_tensor(recipe.image_size, PIPELINES[recipe.transforms].train_resize),
         clip_mode=recipe.clip_mode,
         clip_length=recipe.clip_length,
         seed=config.seed,
     )
-    sampler = IdentityBalancedSampler(
+    sampler = SAMPLERS[recipe.sampler](
         train_set.labels, p=recipe.p, k=recipe.k, seed=config.seed, rank=rank, world_size=world
     )
     loader = StatefulDataLoader(  # its state_dict is the sampler's and workers' position
@@ -150,6 +151,7 @@ def train(config: TrainConfig) -> dict:
     step = position["step"] if position else state.get("step", 0)  # optimizer steps so far, all stages
     trace = _Trace(out, rank, step) if config.trace else None
     done: dict = state.get("epochs_done", {})
+    stage_start: dict = state.get("stage_start", {})  # the step each stage began at: iteration warm-ups
     batches_seen = 0
     start = time.perf_counter()
     for stage in model.stages:
@@ -167,13 +169,14 @@ def train(config: TrainConfig) -> dict:
             scaler.load_state_dict(state.get("scaler", {}))
         model.begin_stage(stage)
         wrapped = _wrap(model, device, world)
+        stage_start.setdefault(stage, step)
         features = None
         if plan.batches == "features":
-            features = _stage_features(model, stage, data, recipe, config.workers, loader.collate_fn, device)
-        steps_per_epoch = _steps_per_epoch(plan, recipe, facts, sampler, world, features)
-        if config.max_steps_per_epoch is not None:
-            steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+            features = _stage_features(model, stage, data, recipe, config, loader, sampler, device, generator, world)
         for epoch in range(first, plan.epochs):
+            passes, steps_per_epoch = _epoch_plan(plan, recipe, facts, sampler, world, epoch, features)
+            if config.max_steps_per_epoch is not None:
+                steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
             train_set.set_epoch(epoch)
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * lr_factor(plan, epoch)
@@ -184,7 +187,7 @@ def train(config: TrainConfig) -> dict:
             if features is not None:
                 batches = _feature_batches(features, plan, config.seed, epoch, steps_per_epoch, rank, world, resume)
             else:
-                batches = _epoch_batches(loader, sampler, epoch, steps_per_epoch, rank, desc, resume)
+                batches = _epoch_batches(loader, sampler, epoch, passes, steps_per_epoch, rank, desc, resume)
             for passed, batch in batches:
                 inputs = on_device(batch, device)
                 if features is None:
@@ -194,6 +197,10 @@ def train(config: TrainConfig) -> dict:
                     loss = model.loss(wrapped(inputs, stage=stage), inputs, stage, recipe)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if plan.warmup_iters:  # fast-reid's iteration warm-up on top of the epoch's rate
+                    factor = lr_factor(plan, epoch) * warmup_factor(plan, step - stage_start[stage])
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["initial_lr"] * factor
                 if plan.grad_clip:  # per parameter, as the official code clips
                     scaler.unscale_(optimizer)
                     for group in optimizer.param_groups:
@@ -212,7 +219,13 @@ def train(config: TrainConfig) -> dict:
                     where |= {"loss_total": total, "loader": loader.state_dict()}
                     where |= _rng_states(generator, device, world)
                     if rank == 0:  # one writer; the sampler position is the same on every rank
-                        progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
+                        progress = {
+                            "epochs_done": done,
+                            "stage": stage,
+                            "log": log_rows,
+                            "step": step,
+                            "stage_start": stage_start,
+                        }
                         progress |= {"scaler": scaler.state_dict(), "position": where}
                         save_checkpoint(out, model, optimizer, progress | saved)
             position = None
@@ -224,7 +237,13 @@ def train(config: TrainConfig) -> dict:
             if config.eval_every and stage == model.stages[-1] and (epoch + 1) % config.eval_every == 0:
                 _evaluate_now(model, saved, config, device, rank, world, where=(stage, epoch + 1, step))
             if rank == 0:
-                progress = {"epochs_done": done, "stage": stage, "log": log_rows, "step": step}
+                progress = {
+                    "epochs_done": done,
+                    "stage": stage,
+                    "log": log_rows,
+                    "step": step,
+                    "stage_start": stage_start,
+                }
                 save_checkpoint(out, model, optimizer, progress | {"scaler": scaler.state_dict()} | saved)
     if rank == 0:
         _write_log(out / "train_log.csv", log_rows)
@@ -279,24 +298,39 @@ def _evaluate_now(model: Method, saved: dict, config: TrainConfig, device, rank:
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
-def _steps_per_epoch(plan, recipe: Recipe, facts: dict, sampler, world: int, features) -> int:
-    """Batches per epoch and rank: about train images / (P K) (``images``), ``passes`` x every
-    identity once (``identities``), or the feature batches (``features``)."""
+SAMPLERS = {"identity": RandomIdentitySampler, "chunks": ChunkIdentitySampler, "balanced": IdentityBalancedSampler}
+FEATURE_PASS = 1_000_000  # the sampler and frame epoch of a stage's feature pass: none that training uses
+
+
+def _epoch_plan(plan, recipe: Recipe, facts: dict, sampler, world: int, epoch: int, features) -> tuple[int, int]:
+    """``(sampler passes, batches)`` of one epoch, per rank, as the sampler counts them.
+
+    The official samplers (``identity``, ``chunks``): ``passes`` passes (1 unless a recipe
+    says otherwise), each as long as that sampler epoch is. The ``balanced`` one: about train
+    images / (P K) batches (``images``) or ``passes`` x every identity once
+    (``identities``). A ``features`` stage: its feature batches, ceil(N / batch)."""
     if plan.batches == "features":
-        batches = math.ceil(len(features["label"]) / plan.feature_batch)
-        return batches if world == 1 else batches // world
+        n = len(features["label"])
+        batches = math.ceil(n / plan.feature_batch) if plan.feature_rounding == "ceil" else n // plan.feature_batch
+        return 1, max(1, batches if world == 1 else batches // world)
+    if plan.batches not in ("images", "identities"):
+        raise ValueError(f"unknown batches {plan.batches!r}: images, identities or features")
+    if recipe.sampler != "balanced":  # the official samplers: whole passes
+        steps = 0
+        for r in range(plan.passes):
+            sampler.set_epoch(epoch * plan.passes + r)
+            steps += len(sampler)
+        return plan.passes, steps
     if plan.batches == "identities":
-        return plan.passes * len(sampler)
-    if plan.batches == "images":
-        return max(1, facts["train_samples"] // (recipe.p * recipe.k * world))
-    raise ValueError(f"unknown batches {plan.batches!r}: images, identities or features")
+        return plan.passes, plan.passes * len(sampler)
+    steps = max(1, facts["train_samples"] // (recipe.p * recipe.k * world))
+    return math.ceil(steps / max(len(sampler), 1)), steps
 
 
-def _epoch_batches(loader, sampler, epoch: int, steps: int, rank: int, desc: str, resume: dict | None):
-    """``(pass, batch)`` for one epoch of ``steps`` identity-balanced batches: as many passes
-    as that takes, each its own sampler epoch; from a mid-epoch ``resume`` position."""
+def _epoch_batches(loader, sampler, epoch: int, passes: int, steps: int, rank: int, desc: str, resume: dict | None):
+    """``(pass, batch)`` for one epoch of ``steps`` P x K batches in ``passes`` sampler
+    epochs (each its own seed); from a mid-epoch ``resume`` position."""
     done = resume["steps"] if resume else 0
-    passes = math.ceil(steps / max(len(sampler), 1))
     for r in range(resume["pass"] if resume else 0, passes):
         sampler.set_epoch(epoch * passes + r)
         if resume and r == resume["pass"]:
@@ -309,31 +343,56 @@ def _epoch_batches(loader, sampler, epoch: int, steps: int, rank: int, desc: str
 
 
 @torch.no_grad()
-def _stage_features(model: Method, stage: str, data, recipe: Recipe, workers: int, collate: Collate, device) -> dict:
-    """Every train sample's feature for a ``features`` stage, computed once without augmentation."""
-    dataset = ShardDataset(
-        data,
-        "train",
-        decode="numpy",
-        transform=to_uint8_tensor(recipe.image_size),
-        train=False,
-        clip_mode=recipe.clip_mode,
-        clip_length=recipe.clip_length,
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=64,
-        num_workers=workers,
-        collate_fn=collate,
-    )
+def _stage_features(model: Method, stage: str, data, recipe: Recipe, config, loader, sampler, device, generator, world):
+    """The features a ``features`` stage trains on, computed once: every train item with the
+    test transform (``plain``: CLIP-ReID's), or one pass of the training loader, its sampler,
+    random frames and augmentation (``sampler``: VSLA-CLIP's; gathered from every rank)."""
+    plan = recipe.stages[stage]
     model.eval()
+    augmented = plan.feature_source == "sampler"
+    if augmented:
+        sampler.set_epoch(FEATURE_PASS)
+        loader.dataset.set_epoch(FEATURE_PASS)
+        batches = loader
+    else:
+        dataset = ShardDataset(
+            data,
+            "train",
+            decode="numpy",
+            transform=to_uint8_tensor(recipe.image_size, PIPELINES[recipe.transforms].test_resize),
+            train=False,
+            clip_mode=recipe.clip_mode,
+            clip_length=recipe.clip_length,
+        )
+        batches = torch.utils.data.DataLoader(
+            dataset, batch_size=64, num_workers=config.workers, collate_fn=loader.collate_fn
+        )
     features, labels, keys = [], [], []
-    for batch in loader:
-        x = model_inputs(batch, device, stats=model.pixel_stats)
+    for batch in batches:
+        x = model_inputs(
+            batch, device, stats=model.pixel_stats, generator=generator if augmented else None,
+            recipe=recipe if augmented else None,
+        )  # fmt: skip
         features.append(model.stage_features(stage, x, on_device(batch, device)).float())
         labels.append(batch["label"].to(device))
         keys += batch["key"]
-    return {"feature": torch.cat(features), "label": torch.cat(labels), "key": keys}
+    out = {"feature": torch.cat(features), "label": torch.cat(labels), "key": keys}
+    if augmented and world > 1:  # each rank saw its share of the pass: all of them train on all
+        out = _gathered(out, world)
+    return out
+
+
+def _gathered(features: dict, world: int) -> dict:
+    """Every rank's features, labels and keys, in rank order (equal counts: whole sampler batches)."""
+    out = {}
+    for name in ("feature", "label"):
+        parts = [torch.zeros_like(features[name]) for _ in range(world)]
+        dist.all_gather(parts, features[name].contiguous())
+        out[name] = torch.cat(parts)
+    keys: list = [None] * world
+    dist.all_gather_object(keys, features["key"])
+    out["key"] = [k for part in keys for k in part]
+    return out
 
 
 def _feature_batches(features: dict, plan, seed: int, epoch: int, steps: int, rank: int, world: int, resume):

@@ -166,13 +166,20 @@ def test_official_hyper_parameters_are_pinned():
     assert (v2.warmup_epochs, v2.warmup_from, vs.stages["stage1"].epochs) == (10, 0.1, 120)
     assert vs.extra["triplet_metric"] == "cosine" and METHODS["vsla-clip"].pixel_stats == IMAGENET_MEAN
     ft = METHODS["ft-clip"].recipe
-    assert ft.stages == METHODS["clip-reid"].recipe.stages and ft.extra["supcon_weight"] == 0.0
+    assert ft.stages["stage1"] == vs.stages["stage1"] and ft.stages["stage2"].lr == 5e-6  # configs/ft/vit_ft.yml
+    assert ft.extra == vs.extra and ft.extra["supcon_weight"] == 1.0
     ps = METHODS["promptsg"].recipe
     pt = ps.stages["train"]
     assert (pt.lr, ps.extra["new_lr"], pt.epochs, pt.milestones, pt.weight_decay) == (5e-6, 5e-5, 60, (20, 40), 1e-4)
     assert (ps.p, ps.k, ps.extra["supcon_weight"], ps.label_smoothing) == (16, 4, 0.5, 0.1)
     c = METHODS["cerberus"].recipe
-    assert (c.p, c.k, c.image_size, c.stages["train"].passes, c.stages["train"].lr) == (16, 4, (384, 128), 4, 3.5e-4)
+    assert (c.p, c.k, c.image_size, c.stages["train"].passes, c.stages["train"].lr) == (16, 4, (384, 128), 1, 3.5e-4)
+    assert (c.sampler, c.stages["train"].batches) == ("identity", "images")  # 202 batches an epoch on Market-1501
+    assert (t.warmup_iters, t.warmup_epochs) == (2000, 0)
+    assert {m: METHODS[m].recipe.sampler for m in METHODS} == {
+        "clip-reid": "identity", "clip-video": "chunks", "latex": "identity", "cerberus": "identity",
+        "vsla-clip": "chunks", "ft-clip": "chunks", "promptsg": "identity",
+    }  # fmt: skip
     assert METHODS["cerberus"].pixel_stats == IMAGENET_MEAN
 
 

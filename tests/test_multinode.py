@@ -39,7 +39,7 @@ def test_two_nodes_train_from_http_with_disjoint_batches_and_equal_parameters(co
         url = f"{server.url}/{data.name}"
         run = tmp_path / "run"
         stages = {"stage1": {"epochs": 1, "feature_batch": 8}, "stage2": {"epochs": 1, "batches": "identities"}}
-        hparams = {"p": 1, "k": 4, "stages": stages}
+        hparams = {"p": 1, "k": 4, "stages": stages, "sampler": "balanced"}  # one visit per identity and pass
         section = cpu_train_config(url, run, hparams=hparams, trace=True, checkpoint_every=2).__dict__
         (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": section}))
         port = _free_port()

@@ -42,6 +42,9 @@ class Protocol:
     match: str = "camera"
     query_views: tuple[str, ...] = ()
     gallery_views: tuple[str, ...] = ()
+    # the queries are gallery items too (MARS as its authors evaluate it); the junk rule then
+    # drops each query itself. Written to the manifest only when true.
+    query_in_gallery: bool = False
 
     def __post_init__(self) -> None:
         if self.match not in MATCH_RULES:

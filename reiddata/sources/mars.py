@@ -17,7 +17,16 @@ from .mars_format import REQUIRED, NameRule, parse_base
 
 NAME = "mars"
 CAMERA_VIEWS = {c: "ground" for c in range(1, 7)}
-PROTOCOLS = (Protocol("standard", "query_IDX tracklets vs the other test tracklets; same pid and camera not counted"),)
+PROTOCOLS = (
+    # the MARS authors' and VSLA-CLIP's (utils/test_video_reid.py:200-204): queries join the gallery
+    Protocol(
+        "standard",
+        "query_IDX tracklets vs every test tracklet, the queries included; same pid and camera not counted",
+        query_in_gallery=True,
+    ),
+    # torchreid's: the gallery without the queries (140 queries lose their only match)
+    Protocol("torchreid", "query_IDX tracklets vs the other test tracklets; same pid and camera not counted"),
+)
 RULE = NameRule(re.compile(r"^(\d{4}|00-1)C(\d)T\d{4}F\d{3}\.jpg$"), "0001C1T0001F001.jpg", pid_chars=4)
 NESTED = ("MARS", "mars")
 
@@ -31,7 +40,7 @@ def parse(root: Path) -> Parsed:
         rule=RULE,
         camera_views=CAMERA_VIEWS,
         protocols=PROTOCOLS,
-        query_lists={"standard": ("query_IDX.mat", "query_IDX")},
+        query_lists={"standard": ("query_IDX.mat", "query_IDX"), "torchreid": ("query_IDX.mat", "query_IDX")},
     )
 
 

@@ -26,6 +26,7 @@ from reiddata import ShardDataset
 
 from ..inputs import Collate, model_inputs, to_uint8_tensor
 from ..methods import Method
+from ..transforms import PIPELINES
 
 __all__ = ["cache_name", "extract_features", "read_feature_cache", "test_rows", "write_feature_cache"]
 
@@ -50,7 +51,7 @@ def _extract(model: Method, dataset, *, batch_size: int, workers: int, device: t
     features, predictions = [], []
     for batch in loader:
         x = model_inputs(batch, device, stats=model.pixel_stats)
-        feature, predicted = model.test_outputs(x, view=batch["view"].to(device))
+        feature, predicted = model.test_outputs(x, view=batch["view"].to(device), camid=batch["camid"].to(device))
         features.append(feature.float().cpu())
         if predicted is not None:
             predictions.append(predicted.cpu())
@@ -101,7 +102,10 @@ def extract_features(
         data,
         rows=rows[first:last],
         decode="numpy",
-        transform=to_uint8_tensor(tuple(recipe["image_size"])),
+        # the pipeline's test resize (checkpoints from before pipelines were named: bicubic)
+        transform=to_uint8_tensor(
+            tuple(recipe["image_size"]), PIPELINES[recipe.get("transforms", "fast-reid")].test_resize
+        ),
         train=False,
         clip_mode=clip_mode,
         clip_length=clip_length,

@@ -39,6 +39,7 @@ VIEWS = ("aerial", "ground", "wearable")  # the views reiddata writes; a batch c
 CLIP_MEAN = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))  # OpenAI CLIP's
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # to [-1, 1]: CLIP-ReID's and LATex's configs
 IMAGENET_MEAN = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+SAMPLER_NAMES = ("identity", "chunks", "balanced")  # reiddata's RandomIdentitySampler, ChunkIdentitySampler, ...
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,10 @@ class StagePlan:
       (warm-up from ``warmup_from * lr`` for ``warmup_epochs``, then
       ``min_lr + (lr - min_lr) (1 + cos(pi e / epochs)) / 2``).
 
-    ``batches``: ``images`` (an epoch is about train images / (P K) identity-balanced
-    batches, as the official samplers count it), ``identities`` (``passes`` times
-    every identity once) or ``features`` (features computed once by the method's
+    ``batches``: ``images`` or ``identities``: P x K batches from the recipe's sampler
+    (the official one: ``passes`` passes of it, each walking every item once; the
+    ``balanced`` one: about train images / (P K) batches for ``images``, ``passes``
+    times every identity once for ``identities``), or ``features`` (features computed once by the method's
     ``stage_features`` on unaugmented inputs, shuffled batches of ``feature_batch``,
     ceil(N / batch) per epoch).
     """
@@ -79,6 +81,12 @@ class StagePlan:
     batches: str = "images"
     passes: int = 1
     feature_batch: int = 64
+    # features stage: "plain" (every train item once, test transform: CLIP-ReID) or "sampler" (one
+    # pass of the recipe's sampler with the training transform and random frames: VSLA-CLIP);
+    # its batches per epoch: "ceil" (N / batch rounded up) or "floor" (the partial one dropped)
+    feature_source: str = "plain"
+    feature_rounding: str = "ceil"
+    warmup_iters: int = 0  # a linear warm-up over the stage's first N iterations (fast-reid's, LATex)
     grad_clip: float | None = None  # L2 norm per parameter (LATex)
 
 
@@ -97,7 +105,19 @@ class Recipe:
     triplet_margin: float | None = 0.3
     clip_length: int = 8
     clip_mode: str = "restricted"
+    # identity: the official image RandomIdentitySampler (every item once an epoch, in chunks of K);
+    # chunks: the official video one (VSLA-CLIP); balanced: every identity once a pass
+    sampler: str = "identity"
+    transforms: str = "clip-reid"  # the official input pipeline: a key of reidmodels.transforms.PIPELINES
     extra: dict = field(default_factory=dict)  # method-specific numbers (loss weights...)
+
+    def __post_init__(self) -> None:
+        from ..transforms import PIPELINES
+
+        if self.sampler not in SAMPLER_NAMES:
+            raise ValueError(f"sampler {self.sampler!r} unknown: use one of {SAMPLER_NAMES}")
+        if self.transforms not in PIPELINES:
+            raise ValueError(f"transforms {self.transforms!r} unknown: use one of {sorted(PIPELINES)}")
 
     def with_overrides(self, overrides: dict) -> Recipe:
         """This recipe with ``overrides`` (a params.yaml ``hparams`` section): top-level
@@ -129,6 +149,15 @@ class Recipe:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def warmup_factor(plan: StagePlan, iteration: int) -> float:
+    """fast-reid's linear iteration warm-up: from ``warmup_from`` to 1 over ``warmup_iters``
+    (iteration counted from 0 within the stage), multiplying the epoch's rate."""
+    if iteration >= plan.warmup_iters:
+        return 1.0
+    alpha = iteration / plan.warmup_iters
+    return plan.warmup_from * (1 - alpha) + alpha
 
 
 def lr_factor(plan: StagePlan, epoch: int) -> float:
@@ -257,6 +286,8 @@ def dataset_facts(data) -> dict:
         "attribute_names": [a["name"] for a in schema["attributes"]] if schema else [],
         "attribute_values": [a["values"] for a in schema["attributes"]] if schema else [],
         "groups": schema["groups"] if schema else [],
+        # the cameras of the labelled splits (distractors' -1 left out): CLIP-ReID's SIE sizes by them
+        "cameras": sorted({c for s in data.manifest["splits"].values() for c in s["cameras"] if c >= 0}),
     }
     if schema:
         rows = [r for r in data.index.select(["split", "pid", "sid"]).to_pylist() if r["split"] == "train" and r["sid"]]

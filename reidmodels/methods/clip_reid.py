@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import losses
-from ..backbone import CLIPBackbone
+from ..backbone import CLIPBackbone, build_clip
 from .base import HALF, Method, Recipe, StagePlan, unit
 
 __all__ = ["CLIPReID", "PromptLearner"]
@@ -106,13 +106,51 @@ class CLIPReID(Method):
         extra={"id_weight": 0.25, "triplet_weight": 1.0, "i2t_weight": 1.0},
     )
 
-    def __init__(self, backbone: CLIPBackbone, num_classes: int, *, prompt_tokens: int = 4) -> None:
+    def __init__(
+        self,
+        backbone: CLIPBackbone,
+        num_classes: int,
+        *,
+        prompt_tokens: int = 4,
+        cameras: tuple[int, ...] = (),
+        sie_coe: float = 1.0,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        # CLIP-ReID+SIE (MODEL.SIE_CAMERA): a learned embedding per camera, times SIE_COE, added to
+        # the class token before the positional embedding (model/clip/model.py:223-224), trunc-normal .02
+        self.sie_coe = sie_coe
+        self.register_buffer("camera_ids", torch.tensor(sorted(cameras), dtype=torch.long))
+        self.cv_embed = nn.Parameter(nn.init.trunc_normal_(torch.zeros(len(cameras), backbone.width), std=0.02))
         self.prompt_learner = self.make_prompt_learner(backbone, num_classes, prompt_tokens)
         self.bottleneck, self.classifier = bnneck(backbone.width, num_classes)
         self.bottleneck_proj, self.classifier_proj = bnneck(backbone.embed_dim, num_classes)
         self.register_buffer("text", torch.zeros(0), persistent=False)  # every identity's, in stage 2
+
+    @classmethod
+    def build(
+        cls, facts: dict, *, backbone: str, pretrained: str | None, image_size: tuple, stride: int | None = None,
+        sie_camera: bool = False, sie_coe: float = 1.0, **options,
+    ) -> CLIPReID:  # fmt: skip
+        """Options of the paper's best ViT rows (CLIP-ReID+SIE+OLP, the README's MSMT17 command):
+        ``stride: 12`` (overlapping patches, MODEL.STRIDE_SIZE) and ``sie_camera: true`` with
+        ``sie_coe: 1.0`` (MODEL.SIE_CAMERA, MODEL.SIE_COE)."""
+        clip = build_clip(backbone, pretrained=pretrained, image_size=tuple(image_size), stride=stride)
+        if sie_camera:
+            options |= {"cameras": tuple(facts["cameras"]), "sie_coe": sie_coe}
+        return cls(clip, facts["num_classes"], **options)
+
+    def class_shift(self, camid: torch.Tensor | None) -> torch.Tensor | None:
+        """The SIE camera embedding of each sample (None without SIE)."""
+        if not len(self.camera_ids):
+            return None
+        if camid is None:
+            raise ValueError("this model has camera embeddings (SIE): give the camera of every image (camid)")
+        index = torch.searchsorted(self.camera_ids, camid.to(self.camera_ids.device))
+        known = (index < len(self.camera_ids)) & (self.camera_ids[index.clamp(max=len(self.camera_ids) - 1)] == camid)
+        if not bool(known.all()):
+            raise ValueError(f"cameras {sorted(set(camid[~known].tolist()))} were not among the training cameras")
+        return self.sie_coe * self.cv_embed[index]
 
     @staticmethod
     def make_prompt_learner(backbone: CLIPBackbone, num_classes: int, tokens: int) -> nn.Module:
@@ -120,7 +158,7 @@ class CLIPReID(Method):
 
     def image(self, batch: dict) -> dict:
         """The three features stage 2 reads: ``penultimate``, ``cls`` (``ln_post``), ``proj``."""
-        return self.backbone.image_features(batch["x"])
+        return self.backbone.image_features(batch["x"], class_shift=self.class_shift(batch.get("camid")))
 
     @property
     def embed_dim(self) -> int:
@@ -131,7 +169,7 @@ class CLIPReID(Method):
             return name.startswith("prompt_learner.")
         if name.endswith("bottleneck.bias") or name.endswith("bottleneck_proj.bias"):
             return False  # BNNeck: no learned shift
-        return name.startswith(("backbone.clip.visual.", "bottleneck", "classifier"))
+        return name.startswith(("backbone.clip.visual.", "bottleneck", "classifier", "cv_embed"))
 
     @torch.no_grad()
     def begin_stage(self, stage: str) -> None:
@@ -141,7 +179,7 @@ class CLIPReID(Method):
 
     @torch.no_grad()
     def stage_features(self, stage: str, x: torch.Tensor, batch: dict) -> torch.Tensor:
-        return self.backbone.image_features(x)["proj"].float()
+        return self.backbone.image_features(x, class_shift=self.class_shift(batch.get("camid")))["proj"].float()
 
     def forward(self, batch: dict, stage: str) -> dict:
         if stage == "stage1":
@@ -174,6 +212,6 @@ class CLIPReID(Method):
             )
         return total
 
-    def embed(self, x: torch.Tensor, **fields) -> torch.Tensor:
-        f = self.backbone.image_features(x)
+    def embed(self, x: torch.Tensor, *, camid: torch.Tensor | None = None, **fields) -> torch.Tensor:
+        f = self.backbone.image_features(x, class_shift=self.class_shift(camid))
         return unit(torch.cat([f["cls"], f["proj"]], dim=1))  # 1280-d for ViT-B-16, before the BNs

@@ -21,7 +21,15 @@ __all__ = ["CLIPVideo"]
 class CLIPVideo(Method):
     name = "clip-video"
     kind = "video"
-    recipe = Recipe(stages={"train": CLIPReID.recipe.stages["stage2"]}, p=8, k=4, clip_length=8)
+    recipe = Recipe(  # VSLA-CLIP's sampling and input pipeline (the baseline of its code)
+        stages={"train": CLIPReID.recipe.stages["stage2"]},
+        p=8,
+        k=4,
+        clip_length=8,
+        random_erasing=0.5,
+        sampler="chunks",
+        transforms="vsla-clip",
+    )
 
     def __init__(self, backbone: CLIPBackbone, num_classes: int) -> None:
         super().__init__()

@@ -99,9 +99,9 @@ class LATex(Method):
     pixel_stats = HALF
     # The released configs (configs/v1/CLIP_visual_text.yml): Adam 3.5e-4, weight decay
     # 1e-4 (5e-4 on norms and biases, fastreid's defaults), cosine to 1.6e-6 after a
-    # warm-up from 1% (2000 iterations there: about 22 epochs of AG-ReID.v1, 5 of v2;
-    # 5 here, recipes override), gradient clipping per parameter at 5.0, 120 epochs of
-    # 16 ids x 8 (v2: 32 x 4), flip, pad 10, erasing 0.5.
+    # warm-up from 1% over 2000 iterations (fast-reid's WARMUP_ITERS: about 22 epochs of
+    # AG-ReID.v1, 5 of v2), gradient clipping per parameter at 5.0, 120 epochs of 16 ids x 8
+    # (v2: 32 x 4), flip, pad 10, fast-reid's erasing 0.5.
     recipe = Recipe(
         stages={
             "train": StagePlan(
@@ -111,7 +111,8 @@ class LATex(Method):
                 weight_decay_bias=5e-4,
                 weight_decay_norm=5e-4,
                 schedule="warmup-cosine",
-                warmup_epochs=5,
+                warmup_epochs=0,
+                warmup_iters=2000,
                 warmup_from=0.01,
                 min_lr=1.6e-6,
                 batches="images",
@@ -122,6 +123,7 @@ class LATex(Method):
         k=8,
         pad=10,
         random_erasing=0.5,
+        transforms="fast-reid",
         extra={"backbone_lr": 5e-6, "id_weight": 0.25, "id_smoothing": 0.0, "attribute_smoothing": 0.1},
     )
 

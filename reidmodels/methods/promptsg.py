@@ -7,11 +7,13 @@ No official code is public; this follows the paper and METHODS.md:
   patch tokens (512-d), are what the rest reads.
 - Inversion network: Linear 512->512, ReLU, Linear, ReLU, Linear, BatchNorm1d. It
   turns v into a pseudo token s*. s* replaces the placeholder's embedding in the
-  composed prompt "A photo of a s* person.", which goes through the frozen text encoder
+  composed prompt "A photo of a s* person" (no full stop, as the paper writes it and the
+  public re-implementation builds it), which goes through the frozen text encoder
   (the gradients flow through it to s*, the inversion network and the image encoder).
 - Multimodal interaction: one cross-attention (512-d, 8 heads) with LN(text feature)
   as the query over LN(the 129 visual tokens), then 2 transformer blocks (512-d, 8 heads,
-  MLP 2048), then LN: z. A BNNeck and a classifier follow.
+  MLP 2048) in CLIP's style (QuickGELU, attention initialised with std width^-0.5 as CLIP
+  initialises its blocks), then LN: z. A BNNeck and a classifier follow.
   - default ``interaction="query"``: the blocks run on the attended text token alone.
     This is the paper's figure and the known re-implementation.
   - ``interaction="reweight"``: the 129 visual tokens are reweighted by the text->token
@@ -23,17 +25,18 @@ No official code is public; this follows the paper and METHODS.md:
   20 and 40; 16 x 4; 256x128; flip, pad 10, erasing 0.5 and inputs in [-1, 1]
   (CLIP-ReID's settings, which the paper does not state).
 - Inference: composed (the prompt per image, z as the feature) or simplified ("A photo
-  of a person.", its text feature computed once). ``evaluate`` reports both: the
+  of a person", its text feature computed once). ``evaluate`` reports both: the
   composed mode per protocol, the simplified one under ``simplified``.
 - Trainable without the ID head with ViT-B-16: 86,140,416 + 788,992 + 1,050,624 +
-  6,304,768 + 3,072 = 94,287,872 (paper: 94M).
+  6,304,768 + 3,072 = 94,287,872 (paper: 94M); 94,288,384 with the BNNeck's weight (512;
+  its bias is frozen).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from open_clip.transformer import ResidualAttentionBlock
+from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 from torch import nn
 
 from .. import losses
@@ -45,6 +48,20 @@ from .clip_reid import bnneck
 __all__ = ["PromptSG"]
 
 NEW = ("inversion.", "ln_query.", "ln_tokens.", "cross.", "blocks.", "ln_final.", "bottleneck.", "classifier.")
+
+
+def _clip_init(cross: nn.MultiheadAttention, blocks: nn.ModuleList, width: int) -> None:
+    """CLIP's initialisation (open_clip ``TextTransformer.init_parameters``): attention
+    projections std width^-0.5, output projections width^-0.5 (2 layers)^-0.5, MLP input
+    (2 width)^-0.5; the cross-attention's projections as an attention's."""
+    attn_std, proj_std, fc_std = width**-0.5, width**-0.5 * (2 * len(blocks)) ** -0.5, (2 * width) ** -0.5
+    nn.init.normal_(cross.in_proj_weight, std=attn_std)
+    nn.init.normal_(cross.out_proj.weight, std=proj_std)
+    for block in blocks:
+        nn.init.normal_(block.attn.in_proj_weight, std=attn_std)
+        nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
+        nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
+        nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
 
 
 class PromptSG(Method):
@@ -67,6 +84,7 @@ class PromptSG(Method):
         k=4,
         pad=10,
         random_erasing=0.5,
+        transforms="promptsg",
         extra={"new_lr": 5e-5, "supcon_weight": 0.5},
     )
 
@@ -81,9 +99,12 @@ class PromptSG(Method):
         )
         self.ln_query, self.ln_tokens, self.ln_final = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.cross = nn.MultiheadAttention(dim, 8, batch_first=True)
-        self.blocks = nn.ModuleList(ResidualAttentionBlock(dim, 8, mlp_ratio=4.0) for _ in range(2))
+        self.blocks = nn.ModuleList(
+            ResidualAttentionBlock(dim, 8, mlp_ratio=4.0, act_layer=QuickGELU) for _ in range(2)
+        )
+        _clip_init(self.cross, self.blocks, dim)
         self.bottleneck, self.classifier = bnneck(dim, num_classes)
-        ids = backbone.tokenize(["A photo of a X person.", "A photo of a person."])
+        ids = backbone.tokenize(["A photo of a X person", "A photo of a person"])
         x_token = int(backbone.tokenize(["X"])[0, 1])
         self.slot = int((ids[0] == x_token).nonzero()[0])
         with torch.no_grad():
@@ -121,7 +142,7 @@ class PromptSG(Method):
         return self.backbone.encode_text_embeddings(tokens, self.eot[:1].expand(n))
 
     def simplified_text(self, n: int) -> torch.Tensor:
-        """The text feature of "A photo of a person." for ``n`` images: computed once (the text
+        """The text feature of "A photo of a person" for ``n`` images: computed once (the text
         encoder is frozen and the prompt has nothing learnt), then reused."""
         if self._simplified_text is None or self._simplified_text.device != self.simplified.device:
             with torch.no_grad():

@@ -35,6 +35,8 @@ which the order-blind CFAA and the frame mean make irrelevant.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from open_clip.transformer import QuickGELU
 from torch import nn
@@ -84,7 +86,12 @@ class VSLACLIP(CLIPReID):
     pixel_stats = IMAGENET_MEAN
     recipe = Recipe(
         stages={
-            "stage1": CLIPReID.recipe.stages["stage1"],  # the same plan as CLIP-ReID's stage 1
+            # CLIP-ReID's stage-1 plan, but its features come from one pass of the video sampler with
+            # the training transform and random frames, floor(N / 64) batches an epoch
+            # (make_video_dataloader.py:34-41, processor_videoreid_stage1.py:59,68)
+            "stage1": dataclasses.replace(
+                CLIPReID.recipe.stages["stage1"], feature_source="sampler", feature_rounding="floor"
+            ),
             "stage2": StagePlan(
                 epochs=120,
                 lr=1e-4,
@@ -103,6 +110,8 @@ class VSLACLIP(CLIPReID):
         clip_length=8,
         clip_mode="restricted",
         random_erasing=0.5,
+        sampler="chunks",
+        transforms="vsla-clip",
         extra={"id_weight": 0.25, "i2t_weight": 1.0, "supcon_weight": 1.0, "triplet_metric": "cosine"},
     )
 
@@ -137,6 +146,13 @@ class VSLACLIP(CLIPReID):
 
     def image(self, batch: dict) -> dict:
         return self.encode(batch["x"], batch.get("view"))
+
+    def official_parameter_count(self) -> int:
+        """Every parameter as the official model holds it: no token-embedding table (its prompts
+        are built from stored embeddings) and no logit scale; 139,997,184 for G2A-VReID's 930
+        identities without platform prompts (the paper's 140.0M), PBP adding 73,728."""
+        dropped = ("backbone.clip.token_embedding.", "backbone.clip.logit_scale")
+        return sum(p.numel() for n, p in self.named_parameters() if not n.startswith(dropped))
 
     def trains(self, name: str, stage: str) -> bool:
         if stage == "stage1":
