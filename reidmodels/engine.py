@@ -312,7 +312,7 @@ def _epoch_plan(plan, recipe: Recipe, facts: dict, sampler, world: int, epoch: i
     if plan.batches == "features":
         n = len(features["label"])
         batches = math.ceil(n / plan.feature_batch) if plan.feature_rounding == "ceil" else n // plan.feature_batch
-        return 1, max(1, batches if world == 1 else batches // world)
+        return 1, batches if world == 1 else batches // world  # every rank the same count, or DDP waits
     if plan.batches not in ("images", "identities"):
         raise ValueError(f"unknown batches {plan.batches!r}: images, identities or features")
     if recipe.sampler != "balanced":  # the official samplers: whole passes

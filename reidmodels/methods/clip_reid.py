@@ -121,7 +121,8 @@ class CLIPReID(Method):
         # the class token before the positional embedding (model/clip/model.py:223-224), trunc-normal .02
         self.sie_coe = sie_coe
         self.register_buffer("camera_ids", torch.tensor(sorted(cameras), dtype=torch.long))
-        self.cv_embed = nn.Parameter(nn.init.trunc_normal_(torch.zeros(len(cameras), backbone.width), std=0.02))
+        shape = (len(cameras), backbone.width)
+        self.cv_embed = nn.Parameter(nn.init.trunc_normal_(torch.zeros(shape), std=0.02)) if cameras else None
         self.prompt_learner = self.make_prompt_learner(backbone, num_classes, prompt_tokens)
         self.bottleneck, self.classifier = bnneck(backbone.width, num_classes)
         self.bottleneck_proj, self.classifier_proj = bnneck(backbone.embed_dim, num_classes)
