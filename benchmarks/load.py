@@ -12,6 +12,9 @@ decoded and resized to 256x128:
   (b) reiddata ShardDataset (one pread per sample) + IdentityBalancedSampler, OpenCV
       decode and resize, uint8 tensors (normalise on the GPU)
   (b') the same reader with (a)'s PIL/torchvision transform: the reader alone
+  (b'') the reader with the official sampler (reiddata.RandomIdentitySampler) and the
+      loader transform reidmodels trains with: PIL's bicubic resize (as the official
+      pipelines resize), uint8 tensors, and (b)'s OpenCV resize beside it, same sampler
   (c) reiddata StreamingDataset (sequential tar reads, shuffle buffer), as (b)
 
 Samples/s are measured over --batches batches after 5 warm-up batches, page cache
@@ -38,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert import build_tree  # noqa: E402  (the tree of benchmarks/convert.py)
 
 from reiddata import IdentityBalancedSampler, ShardDataset, StreamingDataset, convert  # noqa: E402
+from reiddata import RandomIdentitySampler as RandomIdentitySamplerOfficial  # noqa: E402
 
 BATCH, P, K = 64, 16, 4
 SIZE = (256, 128)  # height, width
@@ -159,6 +163,12 @@ def main() -> int:
     runs["b_map_style_torchreid_transform"] = torch.utils.data.DataLoader(
         mapped_pil, batch_sampler=IdentityBalancedSampler(mapped_pil.pids, p=P, k=K, seed=0), **loader
     )
+    from reidmodels.transforms import resize_to_uint8
+
+    for name, transform in (("b_official_pil_bicubic", resize_to_uint8(SIZE)), ("b_official_opencv", fast_transform)):
+        data = ShardDataset(shards, "train", decode="numpy", transform=transform)
+        official = RandomIdentitySamplerOfficial(data.pids, p=P, k=K, seed=0)
+        runs[name] = torch.utils.data.DataLoader(data, batch_sampler=official, **loader)
     stream = StreamingDataset(shards, "train", decode="numpy", transform=fast_transform, shuffle=2000)
     runs["c_streaming"] = torch.utils.data.DataLoader(stream, batch_size=BATCH, **loader)
     results = {}

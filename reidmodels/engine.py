@@ -219,15 +219,8 @@ def train(config: TrainConfig) -> dict:
                     where |= {"loss_total": total, "loader": loader.state_dict()}
                     where |= _rng_states(generator, device, world)
                     if rank == 0:  # one writer; the sampler position is the same on every rank
-                        progress = {
-                            "epochs_done": done,
-                            "stage": stage,
-                            "log": log_rows,
-                            "step": step,
-                            "stage_start": stage_start,
-                        }
-                        progress |= {"scaler": scaler.state_dict(), "position": where}
-                        save_checkpoint(out, model, optimizer, progress | saved)
+                        progress = _progress_state(done, stage, log_rows, step, stage_start, scaler)
+                        save_checkpoint(out, model, optimizer, progress | {"position": where} | saved)
             position = None
             mean = _mean_across_ranks(total / max(steps, 1), device, world)
             log_rows.append({"stage": stage, "epoch": epoch + 1, "loss": round(mean, 6)})
@@ -237,14 +230,8 @@ def train(config: TrainConfig) -> dict:
             if config.eval_every and stage == model.stages[-1] and (epoch + 1) % config.eval_every == 0:
                 _evaluate_now(model, saved, config, device, rank, world, where=(stage, epoch + 1, step))
             if rank == 0:
-                progress = {
-                    "epochs_done": done,
-                    "stage": stage,
-                    "log": log_rows,
-                    "step": step,
-                    "stage_start": stage_start,
-                }
-                save_checkpoint(out, model, optimizer, progress | {"scaler": scaler.state_dict()} | saved)
+                progress = _progress_state(done, stage, log_rows, step, stage_start, scaler)
+                save_checkpoint(out, model, optimizer, progress | saved)
     if rank == 0:
         _write_log(out / "train_log.csv", log_rows)
     summary = {
@@ -258,6 +245,18 @@ def train(config: TrainConfig) -> dict:
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _progress_state(done: dict, stage: str, log_rows: list, step: int, stage_start: dict, scaler) -> dict:
+    """What a checkpoint records of the run's progress (a mid-epoch one adds its position)."""
+    return {
+        "epochs_done": done,
+        "stage": stage,
+        "log": log_rows,
+        "step": step,
+        "stage_start": stage_start,
+        "scaler": scaler.state_dict(),
+    }
 
 
 def _evaluate_now(model: Method, saved: dict, config: TrainConfig, device, rank: int, world: int, where) -> None:
