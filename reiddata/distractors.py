@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from .errors import bad_input
+from .manifest import PROTOCOL as PROTOCOL_NAME
 from .sources import Parsed, Protocol, Record
 
 __all__ = ["DISTRACTOR_CAMERA", "DISTRACTOR_PID", "SPLIT", "add_distractors", "twin_name"]
@@ -62,9 +63,19 @@ def add_distractors(
     if not crops:
         raise bad_input(folder, "holds no .jpg or .jpeg file", "point --distractors at the folder of crops")
     twins = tuple(
-        Protocol(twin_name(p.name), f"{p.description}; plus {len(crops)} distractors", p.match, (), p.gallery_views)
+        Protocol(
+            twin_name(p.name),
+            f"{p.description}; plus {len(crops)} distractors",
+            p.match,
+            p.query_views,
+            p.gallery_views,
+            p.query_in_gallery,
+        )
         for p in protocols
     )
+    for twin in twins:
+        if not PROTOCOL_NAME.match(twin.name):
+            raise bad_input(folder, f"protocol {twin.name!r} would break the protocol-name rule (32 characters)")
     records = [
         r._replace(roles=r.roles + tuple((twin_name(name), role) for name, role in r.roles)) for r in parsed.records
     ]

@@ -2,8 +2,8 @@
 
 Two epoch rules for random access:
 
-- :class:`RandomIdentitySampler`, **the official one** (CLIP-ReID, VSLA-CLIP and
-  torchreid ``RandomIdentitySampler``; VSLA-CLIP ``datasets/sampler.py:125-178``): each
+- :class:`RandomIdentitySampler`, **the official image one** (CLIP-ReID's and
+  torchreid's ``RandomIdentitySampler``, CLIP-ReID ``datasets/sampler.py``): each
   identity's items are shuffled and cut into chunks of K (an identity with fewer than
   K items is first padded to K by drawing with replacement; a remainder under K is
   dropped); while at least P identities have chunks left, P of them are drawn at
