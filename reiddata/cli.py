@@ -1,4 +1,4 @@
-"""The ``reiddata`` command: sources, synth, convert, stats, verify."""
+"""The ``reiddata`` command: sources, synth, convert, stats, show, verify."""
 
 from __future__ import annotations
 
@@ -95,6 +95,34 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show(args: argparse.Namespace) -> int:
+    from .pages import show
+
+    ids = [int(i) for i in args.ids.split(",")] if args.ids else None
+    out = args.out or f"show-{Path(str(args.dataset).rstrip('/')).name or 'dataset'}"
+    built = show(
+        args.dataset,
+        out,
+        png=args.png,
+        ids=ids,
+        workers=args.workers,
+        clip_mode=args.clip_mode,
+        clip_length=args.clip_length,
+        frames=args.frames,
+        progress=not args.quiet,
+    )
+    for w in built["warnings"][:20]:
+        frame = "" if w["frame"] is None else f" frame {w['frame']}"
+        print(f"warning: {w['key']}{frame} did not decode ({w['error']}): shown crossed out", file=sys.stderr)
+    if len(built["warnings"]) > 20:
+        print(f"warning: ... {len(built['warnings']) - 20} more, listed on the page", file=sys.stderr)
+    for path in built["png"]:
+        print(f"contact sheet: {path}")
+    mb = built["bytes"] / 2**20
+    print(f"{built['page']}: {built['thumbnails']} thumbnails, {mb:.1f} MB, built in {built['seconds']:.1f} s")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
@@ -168,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=None, help="also write the headline figures as JSON (for DVC metrics)")
     p.add_argument("--plots", default=None, help="also write PNG plots into this folder")
     p.set_defaults(run=_stats)
+
+    p = sub.add_parser("show", help="a page to browse a converted dataset (local or URL), opens from disk")
+    p.add_argument("dataset")
+    p.add_argument("--out", default=None, help="page folder (default: show-NAME in the current folder)")
+    p.add_argument("--png", action="store_true", help="also write PNG contact sheets (OUT/png/identity-PID.png)")
+    p.add_argument("--ids", default=None, help="pids for --png, comma-separated (default: 8 seen by most cameras)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes making thumbnails")
+    p.add_argument("--clip-mode", default="tsn", help="tracklets: the sampler whose frames are marked (default tsn)")
+    p.add_argument("--clip-length", type=int, default=8, help="tracklets: frames the sampler takes (default 8)")
+    p.add_argument("--frames", type=int, default=12, help="tracklets: frames shown per filmstrip (default 12)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_show)
 
     p = sub.add_parser("verify", help="check shard hashes and counts against the manifest")
     p.add_argument("dataset")
