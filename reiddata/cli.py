@@ -109,6 +109,7 @@ def _show(args: argparse.Namespace) -> int:
         clip_mode=args.clip_mode,
         clip_length=args.clip_length,
         frames=args.frames,
+        per_page=args.per_page,
         progress=not args.quiet,
     )
     for w in built["warnings"][:20]:
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-mode", default="tsn", help="tracklets: the sampler whose frames are marked (default tsn)")
     p.add_argument("--clip-length", type=int, default=8, help="tracklets: frames the sampler takes (default 8)")
     p.add_argument("--frames", type=int, default=12, help="tracklets: frames shown per filmstrip (default 12)")
+    p.add_argument("--per-page", type=int, default=20, help="identities per page (default 20)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_show)
 

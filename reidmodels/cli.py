@@ -2,6 +2,7 @@
 
 reidmodels train --params params.yaml [--section train ...] [--data PATH] [--out PATH] [--report DIR]
 reidmodels evaluate --params params.yaml [--section evaluate ...] [--data PATH] [--checkpoint PATH] [--out PATH]
+    [--rerank [zhong|transreid]] [--report DIR]
 reidmodels summary --params params.yaml --reports reports/runs [--stats reports/stats] --out reports/summary.md
 torchrun --nproc_per_node N -m reidmodels train --params params.yaml     # DDP
 """
@@ -42,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
                 choices=["zhong", "transreid"],
                 help="k-reciprocal re-ranking: zhong (k1 20, k2 6, lambda 0.3; the default) "
                 "or transreid (50, 15, 0.3: the evaluator CLIP-ReID keeps)",
+            )
+            p.add_argument(
+                "--report",
+                default=None,
+                metavar="DIR",
+                help="also write the failure report page: per protocol the worst and a random sample of "
+                "queries with their top-k gallery, CMC and a t-SNE map (DIR/index.html)",
             )
         else:
             p.add_argument("--report", default=None, help="also write DIR/train.json (time) and DIR/loss.csv")
@@ -85,8 +93,9 @@ def _run(args) -> int:
         return 0
     rerank = True if args.rerank == "zhong" else args.rerank
     config = load_config(
-        EvalConfig, args.params, sections, data=args.data, out=args.out, checkpoint=args.checkpoint, rerank=rerank
-    )
+        EvalConfig, args.params, sections, data=args.data, out=args.out, checkpoint=args.checkpoint, rerank=rerank,
+        report=args.report,
+    )  # fmt: skip
     metrics = evaluate(config)
     for name, m in metrics.items():
         if isinstance(m, dict) and "mAP" in m:  # a protocol (not an extra metric such as Cerberus's PAR)

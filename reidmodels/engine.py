@@ -279,7 +279,7 @@ def _evaluate_now(model: Method, saved: dict, config: TrainConfig, device, rank:
     torch.set_rng_state(rng)
     if rank != 0:
         return
-    metrics, _ = score(model, data, rows, features, predictions, eval_config, device)
+    metrics, _, _ = score(model, data, rows, features, predictions, eval_config, device)
     stage, epoch, step = where
     log = Path(config.out) / "eval_log.csv"
     fields = ["step", "stage", "epoch", "protocol", "mAP", "rank1", "mINP"]

@@ -10,6 +10,7 @@ dataset: ``train.json`` and ``loss.csv`` (written by ``reidmodels train --report
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -147,6 +148,22 @@ def write_summary(*, params: str | Path, reports: str | Path, out: str | Path, s
         "Tiny backbones from random weights on the synthetic datasets: the figures show the\n"
         "pipeline end to end, not the papers' numbers. Chance mAP: random features, same protocol.\n\n"
     )
-    out.write_text(text + table)
+    out.write_text(text + table + _report_links(params, Path(reports), out.parent))
     _chart(rows, out.with_suffix(".png"))
     return table
+
+
+def _report_links(params: str | Path, reports: Path, base: Path) -> str:
+    """Links to each run's failure report (``reidmodels evaluate --report``), where there is one."""
+    links = []
+    for method, source in read_runs(params).values():
+        page = reports / method / source / "failures" / "index.html"
+        if page.is_file():
+            links.append(f"- [{method} on {source}]({os.path.relpath(page, base)})")
+    if not links:
+        return ""
+    return (
+        "\n## Failure reports\n\n"
+        "Per protocol, the worst queries by AP and a random sample, each with its top 10 gallery items,\n"
+        "the CMC and a t-SNE map of the test features (pages that open from disk):\n\n" + "\n".join(links) + "\n"
+    )

@@ -4,7 +4,7 @@ The page (``OUT/index.html``, opens from disk) has the counts per split, camera 
 view, the protocols, what conversion dropped, and then one card per identity: its
 images (or tracklets, as filmstrips) grouped by view side by side and by camera in
 rows, with attributes and SIDs; filters by split, camera, view, attribute value and
-identity; 20 identities per page. All of it is built from the shards (thumbnails in
+identity; ``per_page`` identities per page (20). All of it is built from the shards (thumbnails in
 sprite sheets, see ``thumbs``), so a dataset in a bucket shows as well as a local one.
 
 Tracklets show up to ``frames`` frames each: the frames the sparse temporal sampler
@@ -38,9 +38,15 @@ def filmstrip(num_frames: int, *, key: str, train: bool, mode: str, length: int,
     picked = sorted({f for clip in clips for f in clip})
     shown = set(picked[:frames])
     spare = frames - len(shown)
-    if spare > 0:  # evenly spaced others, so the strip shows the whole tracklet
-        shown |= set(np.linspace(0, num_frames - 1, num=min(num_frames, frames)).round().astype(int).tolist())
-        shown = set(sorted(shown, key=lambda f: (f not in picked, f))[:frames])
+    # evenly spaced others, first and last among them, so the strip spans the tracklet
+    even = [
+        f
+        for f in dict.fromkeys(np.linspace(0, num_frames - 1, num=min(num_frames, frames)).round().astype(int).tolist())
+        if f not in shown
+    ]
+    if spare > 0 and even:
+        take = np.linspace(0, len(even) - 1, num=min(spare, len(even))).round().astype(int)
+        shown |= {even[i] for i in take}
     order = sorted(shown)
     return order, [1 if f in picked else 0 for f in order]
 
@@ -148,6 +154,7 @@ def show(
     clip_mode: str = "tsn",
     clip_length: int = 8,
     frames: int = 12,
+    per_page: int = 20,
     cache_dir: str | Path | None = None,
     progress: bool = False,
 ) -> dict:
@@ -160,6 +167,7 @@ def show(
     start = time.perf_counter()
     ds = open_dataset(location, cache_dir=cache_dir)
     data, tiles = _page_data(ds, mode=clip_mode, length=clip_length, frames=frames)
+    data["meta"]["per_page"] = max(1, int(per_page))
     built: dict = {}
 
     def build(folder: Path) -> None:

@@ -74,12 +74,19 @@ def fit(image: np.ndarray, size: tuple[int, int] = TILE) -> np.ndarray:
 
 
 def decode_small(data: bytes, size: tuple[int, int] = TILE) -> np.ndarray:
-    """A JPEG decoded at the smallest DCT scale still at least ``size`` (much faster than full size)."""
+    """A JPEG decoded at the smallest DCT scale still at least ``size`` (much faster than full size).
+
+    libjpeg-turbo's warnings are errors, as with ``convert --decode-check``: a damaged scan
+    is a placeholder and a warning, never a silently grey thumbnail. Only a colour space
+    simplejpeg does not convert (CMYK) goes to Pillow instead.
+    """
     import simplejpeg
 
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=size[0], min_height=size[1])
-    except ValueError:  # simplejpeg refuses some valid files (e.g. CMYK): Pillow reads them, or says why not
+    except ValueError as exc:
+        if "color" not in str(exc).lower():
+            raise
         from PIL import Image
 
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

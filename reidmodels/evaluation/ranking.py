@@ -149,13 +149,24 @@ def _problem(q_pids, g_pids, q_groups, g_groups, device: torch.device) -> _Probl
 class _Totals:
     """Sums over the valid queries of every block, turned into the metrics at the end."""
 
-    def __init__(self, max_rank: int) -> None:
+    def __init__(self, max_rank: int, per_query: bool = False) -> None:
         self.max_rank = max_rank
+        self.per_query: list[tuple[np.ndarray, ...]] | None = [] if per_query else None
         self.first = np.zeros(max_rank + 1, dtype=np.int64)  # queries whose first match is at rank r (last: beyond)
         self.ap = self.inp = self.chance_ap = self.chance_r1 = 0.0
         self.queries = 0
 
-    def add(self, first: np.ndarray, ap: np.ndarray, inp: np.ndarray, kept: np.ndarray, matches: np.ndarray) -> None:
+    def add(
+        self,
+        rows: np.ndarray,
+        first: np.ndarray,
+        ap: np.ndarray,
+        inp: np.ndarray,
+        kept: np.ndarray,
+        matches: np.ndarray,
+    ) -> None:
+        if self.per_query is not None:
+            self.per_query.append((rows, first, ap))
         self.first += np.bincount(np.minimum(first, self.max_rank + 1) - 1, minlength=self.max_rank + 1)
         self.ap += float(ap.sum())
         self.inp += float(inp.sum())
@@ -167,7 +178,11 @@ class _Totals:
         if not self.queries:
             raise ValueError("no query has a valid match in the gallery")
         cmc = np.cumsum(self.first[: self.max_rank]) / self.queries
-        return {
+        out = {}
+        if self.per_query is not None:  # the valid queries (row numbers), their first-match rank and AP
+            rows, first, ap = (np.concatenate(parts) for parts in zip(*self.per_query))
+            out["per_query"] = {"query": rows, "first_match": first, "ap": ap}
+        return out | {
             "cmc": cmc.astype(np.float32),
             "mAP": self.ap / self.queries,
             "mINP": self.inp / self.queries,
@@ -184,7 +199,7 @@ def _sortable(values: torch.Tensor) -> torch.Tensor:
 
 
 def _rank_block(d: torch.Tensor, start: int, p: _Problem, memory: int) -> tuple[np.ndarray, ...]:
-    """First-match rank, AP, INP, kept gallery size and match count of each valid query of
+    """Query row, first-match rank, AP, INP, kept gallery size and match count of each valid query of
     the block ``d`` (rows ``start`` ..). ``d`` is overwritten (junk set to +inf)."""
     rows, device = d.shape[0], d.device
     local = torch.arange(rows, device=device)
@@ -224,7 +239,7 @@ def _rank_block(d: torch.Tensor, start: int, p: _Problem, memory: int) -> tuple[
     first = torch.zeros(rows, dtype=torch.int64, device=device).index_put_((row[is_first],), rank[is_first].long())
     junk_count = torch.bincount(pair_row[junk], minlength=rows)
     kept = p.gallery - junk_count
-    out = (first[valid], (ap / m)[valid], (m / last)[valid], kept[valid], matches[valid])
+    out = (local[valid] + start, first[valid], (ap / m)[valid], (m / last)[valid], kept[valid], matches[valid])
     return tuple(t.cpu().numpy() for t in out)
 
 
@@ -241,6 +256,7 @@ def rank_features(
     rerank: bool | str | dict | None = None,
     memory: int | None = None,
     device: str | torch.device | None = None,
+    per_query: bool = False,
 ) -> dict:
     """CMC, mAP and mINP of ranking ``gallery`` for each ``query`` (feature rows), exactly as
     ``rank_metrics(pairwise_distance(query, gallery, metric), ...)``, in bounded memory.
@@ -255,7 +271,9 @@ def rank_features(
     Returns ``{"cmc", "mAP", "mINP", "queries"}`` as ``rank_metrics`` does, plus
     ``chance_mAP`` and ``chance_rank1``: the exact expectation of a random ranking of the
     same kept galleries (``expected_random_ap``), the chance baseline at no extra cost.
-    Tied distances rank in gallery order (the earlier item first).
+    Tied distances rank in gallery order (the earlier item first). ``per_query``: also
+    ``per_query`` = ``{"query", "first_match", "ap"}``, arrays over the valid queries
+    (row numbers of ``query``), for a failure report.
     """
     device = pick_device(device)
     memory = int(memory or default_memory(device))
@@ -268,7 +286,7 @@ def rank_features(
     if not len(g):
         raise ValueError("the gallery is empty")
     problem = _problem(q_pids, g_pids, q_groups, g_groups, device)
-    totals = _Totals(min(max_rank, len(g)))
+    totals = _Totals(min(max_rank, len(g)), per_query)
     if rerank:
         from .rerank import rerank_blocks, rerank_settings
 
@@ -291,6 +309,7 @@ def evaluate_protocol(
     rerank: bool | str | dict | None = None,
     memory: int | None = None,
     device: str | torch.device | None = None,
+    per_query: bool = False,
 ) -> dict:
     """Metrics of one protocol of a ``reiddata.ReidDataset``; ``features``: one row per index row.
 
@@ -313,6 +332,7 @@ def evaluate_protocol(
         rerank=rerank,
         memory=memory,
         device=device,
+        per_query=per_query,
     )
     out["match"] = spec.match
     return out

@@ -5,7 +5,8 @@ clip sampling), else from the model (split over ranks under ``torchrun``). Every
 protocol is ranked with its own match rule by ``rank_features`` (bounded memory,
 optionally re-ranked), the chance baseline is the exact expectation of a random
 ranking, and the method adds its extra metrics. Reports: ``metrics.json``,
-``protocols/<name>.json`` (one row per protocol for ``dvc metrics show``), ``cmc.csv``.
+``protocols/<name>.json`` (one row per protocol for ``dvc metrics show``), ``cmc.csv``,
+and with ``report`` the failure report page (``failures``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class EvalConfig:
     rerank: bool | str | dict | None = None  # k-reciprocal: true (20, 6, 0.3), "transreid" (50, 15, 0.3) or a dict
     memory_gb: float | None = None  # ranking working set per block (default: 1 on the CPU, 1/4 of free GPU memory)
     max_rank: int = 50
+    report: str | None = None  # also write the failure report page into this folder (see ``failures``)
+    report_queries: int = 20  # worst queries per protocol, and as many drawn at random
+    report_top_k: int = 10
+    report_seed: int = 0
 
 
 def test_features(model, info: dict, data, config: EvalConfig, *, device, rank: int = 0, world: int = 1):
@@ -78,17 +83,24 @@ def test_features(model, info: dict, data, config: EvalConfig, *, device, rank: 
     return rows, features, predictions
 
 
-def score(model, data, rows: np.ndarray, features: np.ndarray, predictions, config: EvalConfig, device) -> tuple:
-    """``(metrics, cmc rows)``: every protocol, its chance baseline and the method's extra metrics."""
+def score(
+    model, data, rows: np.ndarray, features: np.ndarray, predictions, config: EvalConfig, device, *, per_query=False
+) -> tuple:
+    """``(metrics, cmc rows, per protocol per-query results)``: every protocol, its chance
+    baseline and the method's extra metrics; the per-query APs only with ``per_query``
+    and no re-ranking (a failure report ranks by the plain distance)."""
     full = np.zeros((len(data.index), features.shape[1]), dtype=np.float32)
     full[rows] = features
-    metrics, cmc_rows = {}, []
+    metrics, cmc_rows, ranked = {}, [], {}
+    per_query = per_query and not config.rerank
     memory = int(config.memory_gb * 2**30) if config.memory_gb else None
     for name in data.protocols:
         result = evaluate_protocol(
             full, data, name, metric=config.metric, max_rank=config.max_rank, rerank=config.rerank,
-            memory=memory, device=device,
+            memory=memory, device=device, per_query=per_query,
         )  # fmt: skip
+        if per_query:
+            ranked[name] = result
         cmc = result["cmc"]
         metrics[name] = {
             "mAP": round(result["mAP"], 4),
@@ -106,7 +118,7 @@ def score(model, data, rows: np.ndarray, features: np.ndarray, predictions, conf
         cmc_rows += [{"protocol": name, "rank": r + 1, "cmc": round(float(v), 4)} for r, v in enumerate(cmc)]
     if predictions is not None:
         metrics.update(model.extra_metrics(data, rows, predictions, full))
-    return metrics, cmc_rows
+    return metrics, cmc_rows, ranked
 
 
 def write_reports(out: Path, metrics: dict, cmc_rows: list[dict], protocols) -> None:
@@ -135,7 +147,21 @@ def evaluate(config: EvalConfig) -> dict:
     metrics = {"dataset": data.manifest["source"], "version": data.version, "checkpoint": info["sha256"]}
     metrics["method"] = info["method"]
     ranking_device = device if device.type == "cuda" else torch.device("cpu")
-    scored, cmc_rows = score(model, data, rows, features, predictions, config, ranking_device)
+    report = bool(config.report)
+    scored, cmc_rows, ranked = score(model, data, rows, features, predictions, config, ranking_device, per_query=report)
     metrics.update(scored)
     write_reports(Path(config.out), metrics, cmc_rows, data.protocols)
+    if report:
+        from .failures import ReportSettings, write_failure_report
+
+        full = np.zeros((len(data.index), features.shape[1]), dtype=np.float32)
+        full[rows] = features
+        settings = ReportSettings(
+            worst=config.report_queries, sample=config.report_queries, top_k=config.report_top_k,
+            seed=config.report_seed,
+        )  # fmt: skip
+        write_failure_report(
+            Path(config.report), data=data, features=full, test=rows, metrics=metrics, cmc_rows=cmc_rows,
+            ranked=ranked, metric=config.metric, settings=settings, reranked=bool(config.rerank),
+        )  # fmt: skip
     return metrics

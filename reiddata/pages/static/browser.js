@@ -4,7 +4,7 @@
 const S = PAGE.samples;
 const M = PAGE.meta;
 const VIDEO = M.kind === "video";
-const PER_PAGE = 20; // identities per page
+const PER_PAGE = M.per_page; // identities per page
 const MAX_SHOWN = VIDEO ? 8 : 48; // items per identity card; the rest counted
 const CODES = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"; // attribute value indices
 const state = { split: -1, camera: -1, view: -1, attributes: M.attributes.map(() => -1), pid: "", page: 0 };
