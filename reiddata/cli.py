@@ -46,12 +46,33 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _custom_source(args: argparse.Namespace):
+    """(source, root) of ``convert table`` and ``convert folder``; the name as given otherwise."""
+    from .custom import folder_source, table_source
+
+    if args.source == "table":
+        return table_source(Path(args.root), root=Path(args.table_root) if args.table_root else None, spec=args.spec)
+    if args.source == "folder":
+        if not args.pattern:
+            raise ReidDataError("convert folder needs --pattern REGEX (named groups pid, camid; see --help)")
+        spec = Path(args.spec) if args.spec else None
+        source = folder_source(
+            Path(args.root), pattern=args.pattern, splits=args.split, drop_pids=args.drop_pid, spec=spec, name=args.name
+        )
+        return source, Path(args.root)
+    for option in ("pattern", "split", "drop_pid", "spec", "table_root", "name"):
+        if getattr(args, option):
+            raise ReidDataError(f"--{option.replace('_', '-')} is for `convert table` and `convert folder`")
+    return args.source, Path(args.root)
+
+
 def _convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
+    source, root = _custom_source(args)
     manifest = convert(
-        args.source,
-        Path(args.root),
+        source,
+        root,
         Path(args.out),
         attributes=Path(args.attributes) if args.attributes else None,
         shard_size=args.shard_size,
@@ -166,10 +187,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=_synth)
 
-    p = sub.add_parser("convert", help="convert a source tree into versioned shards")
+    p = sub.add_parser(
+        "convert",
+        help="convert a source tree into versioned shards",
+        description="SOURCE is a registered source (`reiddata sources`), `table` (ROOT is a CSV, Parquet or "
+        "JSON-lines table) or `folder` (file names parsed by --pattern).",
+    )
     p.add_argument("source")
-    p.add_argument("root")
+    p.add_argument("root", help="the source's folder; for `table`, the table file")
     p.add_argument("out")
+    p.add_argument("--root", dest="table_root", default=None, help="table: the folder its paths are relative to")
+    p.add_argument("--spec", default=None, help="table, folder: a YAML spec (default: TABLE.yaml beside the table)")
+    p.add_argument(
+        "--pattern",
+        default=None,
+        help="folder: a regex matched against each .jpg's name, with named groups pid, camid "
+        "(optional view, tracklet, frame)",
+    )
+    p.add_argument(
+        "--split",
+        action="append",
+        default=None,
+        metavar="NAME=SUBFOLDER",
+        help="folder: a split and its sub-folder, repeated (default: every sub-folder, by its name)",
+    )
+    p.add_argument("--drop-pid", action="append", default=None, help="folder: drop (and count) this pid, e.g. -1")
+    p.add_argument("--name", default=None, help="folder: the dataset's name (default: the folder's)")
     p.add_argument("--attributes", default=None, help="attribute .mat file (default: found next to the data)")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="samples per shard")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes writing shards")

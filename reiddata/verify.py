@@ -20,8 +20,8 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
-from .convert import index_row, protocol_summary, split_summary
 from .hf import CARD, dataset_card
+from .jobs import index_row, protocol_summary, split_summary
 from .manifest import Storage, index_problems, load_manifest, meaning_problems, read_index, shard_table
 from .sources import Protocol
 from .storage import sha256_of, storage_for

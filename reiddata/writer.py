@@ -10,6 +10,7 @@ renamed into place only once the manifest (written last) is complete.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
@@ -200,7 +201,7 @@ def write_shard(directory: Path, plan: ShardPlan) -> ShardResult:
 
 
 @contextmanager
-def shard_writers(workers: int = 1) -> Iterator[Callable[..., Iterator[tuple]]]:
+def shard_writers(workers: int = 1, *, preload: str | None = None) -> Iterator[Callable[..., Iterator[tuple]]]:
     """Start ``workers`` writer processes now (they import what they need while the caller
     parses the source) and give a function ``run(directory, jobs, work=write_shard)`` that
     runs ``work(directory, job)`` for every job and yields (job, its result) in job order.
@@ -208,6 +209,9 @@ def shard_writers(workers: int = 1) -> Iterator[Callable[..., Iterator[tuple]]]:
     ``jobs`` may be lazy: the next job is prepared here while the workers write the
     earlier ones. Workers come from a fork server, not a plain fork: forking a process
     whose threads (pyarrow's, a progress bar's) hold locks can hang the child.
+    ``preload``: a module each worker imports at start (the caller's job code, with
+    pyarrow and the sources), so the first job does not pay for it; the writer itself
+    names no caller.
     """
     if workers <= 1:
 
@@ -217,7 +221,7 @@ def shard_writers(workers: int = 1) -> Iterator[Callable[..., Iterator[tuple]]]:
 
         yield run_here
         return
-    with multiprocessing.get_context("forkserver").Pool(workers, initializer=_warm_up) as pool:
+    with multiprocessing.get_context("forkserver").Pool(workers, initializer=_preload, initargs=(preload,)) as pool:
 
         def run(directory: Path, jobs: Iterable[J], work: Callable[[Path, J], R] = write_shard):
             pending: deque = deque()
@@ -233,8 +237,9 @@ def shard_writers(workers: int = 1) -> Iterator[Callable[..., Iterator[tuple]]]:
         yield run
 
 
-def _warm_up() -> None:
-    import reiddata.convert  # noqa: F401  (pyarrow, the sources: imported once, before the first job)
+def _preload(module: str | None) -> None:
+    if module:
+        importlib.import_module(module)
 
 
 def write_index(path: Path, table: pa.Table) -> pa.Table:

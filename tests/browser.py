@@ -29,8 +29,8 @@ def chromium_path() -> str | None:
     return os.environ.get("REIDDATA_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")  # not session: while playwright runs, its event loop is the thread's
+def browser():  # (the loopback servers of other modules start their own loops in this thread)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -121,10 +121,9 @@ def test_two_conversions_racing_to_one_new_output_exactly_one_wins(tree, tmp_pat
 KILLED = """
 import os, signal, sys
 from pathlib import Path
-import reiddata.output as output, reiddata.convert
+import reiddata.output as output, reiddata.jobs as converting
 when = sys.argv[3]
 if when == "mid-write":
-    converting = sys.modules["reiddata.convert"]  # (reiddata.convert is the function)
     real = converting.write_shard
     def write_then_die(directory, plan):
         result = real(directory, plan)
@@ -190,8 +189,7 @@ def test_the_next_run_puts_back_an_old_dataset_left_between_renames(tree, tmp_pa
 
 SLOW = """
 import sys, time
-import reiddata.convert
-converting = sys.modules["reiddata.convert"]
+import reiddata.jobs as converting
 real = converting.write_shard
 def slow(directory, plan):
     time.sleep(0.5)

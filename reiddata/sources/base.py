@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from ..attributes import AttributeSchema
+from ..attributes import AttributeSchema, AttributeTable
 from ..errors import bad_input
 
 __all__ = [
@@ -87,6 +87,7 @@ class Parsed:
     dropped: Counter = field(default_factory=Counter)  # reason -> images
     ignored: Counter = field(default_factory=Counter)  # non-image files per reason
     protocols: tuple[Protocol, ...] | None = None  # this variant's, when not all the source's
+    attributes: AttributeTable | None = None  # values the source carries itself (a table's columns)
 
 
 @dataclass(frozen=True)
