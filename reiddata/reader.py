@@ -207,10 +207,19 @@ class ReidDataset:
         return [str(self.shard_path(s["name"])) for s in self.split_shards(split)]
 
 
-def open_dataset(location: str | Path, *, cache_dir: str | Path | None = None) -> ReidDataset:
+def open_dataset(location, *, cache_dir: str | Path | None = None):
     """Open the converted dataset at ``location``: a folder, ``http(s)://...``, ``s3://bucket/prefix``
     or any fsspec URL. Remote shards are cached, verified, in ``cache_dir`` (else ``$REIDDATA_CACHE``,
-    else the user cache folder). Errors say what is wrong and what to do."""
+    else the user cache folder). Errors say what is wrong and what to do.
+
+    A list or tuple of locations opens them as one training set (``reiddata.combine``:
+    identities and cameras namespaced per dataset); a one-item list is that dataset."""
+    if isinstance(location, (list, tuple)):
+        if len(location) == 1:
+            return ReidDataset(location[0], cache_dir=cache_dir)
+        from .combine import open_combined
+
+        return open_combined(location, cache_dir=cache_dir)
     return ReidDataset(location, cache_dir=cache_dir)
 
 

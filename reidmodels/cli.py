@@ -31,7 +31,13 @@ def _parser() -> argparse.ArgumentParser:
             action="append",
             help=f"section to read, a key or dotted path; repeat to merge, later wins (default: {section})",
         )
-        p.add_argument("--data", default=None, help="converted dataset (overrides the section)")
+        p.add_argument(
+            "--data",
+            nargs="+" if name == "train" else None,
+            default=None,
+            help="converted dataset (overrides the section)"
+            + ("; several train on all at once, ids and cameras namespaced per dataset" if name == "train" else ""),
+        )
         p.add_argument("--out", default=None, help="output folder (overrides the section)")
         if name == "evaluate":
             p.add_argument("--checkpoint", default=None, help="run folder or checkpoint.pt (overrides the section)")
@@ -83,7 +89,8 @@ def _run(args) -> int:
         return 0
     sections = args.section or [args.command]
     if args.command == "train":
-        config = load_config(TrainConfig, args.params, sections, data=args.data, out=args.out)
+        data = args.data[0] if args.data and len(args.data) == 1 else args.data
+        config = load_config(TrainConfig, args.params, sections, data=data, out=args.out)
         result = train(config)
         print(json.dumps(result))  # one line per rank: its batches and parameter hash
         if args.report and result["rank"] == 0:

@@ -31,7 +31,8 @@ import torch.distributed as dist
 from torch import nn
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from reiddata import ChunkIdentitySampler, IdentityBalancedSampler, RandomIdentitySampler, ShardDataset, open_dataset
+from reiddata import ChunkIdentitySampler, IdentityBalancedSampler, RandomIdentitySampler, open_dataset
+from reiddata.combine import split_reader
 
 from .checkpoint import load_trained, read_checkpoint, resume_state, save_checkpoint
 from .evaluation.features import extract_features, test_rows
@@ -50,7 +51,9 @@ __all__ = ["EvalConfig", "TrainConfig", "evaluate", "load_config", "load_trained
 
 @dataclass
 class TrainConfig:
-    data: str  # a converted dataset (reiddata convert): a folder or a URL
+    # a converted dataset (reiddata convert): a folder or a URL; a list of them trains on all
+    # at once, identities and cameras namespaced per dataset (reiddata.combine)
+    data: str | list[str]
     out: str  # run folder: checkpoint.pt, train_log.csv, config.json, recipe.json
     method: str  # a name of reidmodels.METHODS
     backbone: str = "ViT-B-16"
@@ -110,6 +113,8 @@ def train(config: TrainConfig) -> dict:
     if rank == 0:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
         (out / "recipe.json").write_text(json.dumps(recipe.as_dict(), indent=2) + "\n")
+    if config.eval_every and config.eval_data is None and isinstance(config.data, list) and len(config.data) > 1:
+        raise ValueError("eval_every with several training datasets needs eval_data: the dataset to score on")
     data = open_dataset(config.data)
     facts = dataset_facts(data)
     if facts["kind"] != method.kind:
@@ -118,7 +123,7 @@ def train(config: TrainConfig) -> dict:
         facts, backbone=config.backbone, pretrained=config.pretrained, image_size=recipe.image_size, **config.options
     )
     model.to(device)
-    train_set = ShardDataset(
+    train_set = split_reader(
         data,
         "train",
         decode="numpy",
@@ -354,7 +359,7 @@ def _stage_features(model: Method, stage: str, data, recipe: Recipe, config, loa
         loader.dataset.set_epoch(FEATURE_PASS)
         batches = loader
     else:
-        dataset = ShardDataset(
+        dataset = split_reader(
             data,
             "train",
             decode="numpy",
