@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml", help="YAML file with the runs section")
     p.add_argument("--reports", default="reports/runs", help="folder of METHOD/SOURCE/{metrics,train}.json")
     p.add_argument("--stats", default=None, help="folder of SOURCE.json from `reiddata stats --metrics`")
+    p.add_argument("--cross", default=None, help="folder of NAME/metrics.json of the cross_domain evaluations")
     p.add_argument("--out", default="reports/summary.md", help="the table (Markdown); a PNG is written beside it")
     return parser
 
@@ -85,7 +86,7 @@ def _run(args) -> int:
     if args.command == "summary":
         from .report import write_summary
 
-        print(write_summary(params=args.params, reports=args.reports, out=args.out, stats=args.stats))
+        print(write_summary(params=args.params, reports=args.reports, out=args.out, stats=args.stats, cross=args.cross))
         return 0
     sections = args.section or [args.command]
     if args.command == "train":

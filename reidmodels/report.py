@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["read_runs", "read_sources", "summary_rows", "write_summary", "write_train_report"]
+__all__ = ["cross_rows", "read_runs", "read_sources", "summary_rows", "write_summary", "write_train_report"]
 
 
 def write_train_report(*, run: str | Path, result: dict, out: str | Path) -> None:
@@ -131,10 +131,51 @@ def _chart(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_summary(*, params: str | Path, reports: str | Path, out: str | Path, stats: str | Path | None = None) -> str:
+def cross_rows(*, params: str | Path, cross: str | Path) -> list[dict]:
+    """One row per cross-domain evaluation and protocol (``cross_domain`` of params.yaml)."""
+    import yaml
+
+    entries = (yaml.safe_load(Path(params).read_text()) or {}).get("cross_domain") or {}
+    rows = []
+    for name, entry in entries.items():
+        try:
+            method, trained_on, source = entry["method"], entry["trained_on"], entry["source"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{params} [cross_domain.{name}]: needs method, trained_on and source") from None
+        metrics = _read_json(Path(cross) / name / "metrics.json")
+        for protocol, m in sorted(metrics.items()):
+            if isinstance(m, dict) and "mAP" in m:
+                rows.append({"method": method, "trained_on": trained_on, "dataset": source, "protocol": protocol,
+                             "rank1": m["rank1"], "mAP": m["mAP"], "mINP": m["mINP"],
+                             "chance_mAP": m["chance_mAP"]})  # fmt: skip
+    return rows
+
+
+def _cross_table(rows: list[dict]) -> str:
+    lines = [
+        "| method | trained on | evaluated on | protocol | Rank-1 | mAP | mINP | chance mAP | mAP - chance |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['trained_on']} | {r['dataset']} | {r['protocol']} | {r['rank1']:.3f} | "
+            f"{r['mAP']:.3f} | {r['mINP']:.3f} | {r['chance_mAP']:.3f} | {r['mAP'] - r['chance_mAP']:+.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(
+    *,
+    params: str | Path,
+    reports: str | Path,
+    out: str | Path,
+    stats: str | Path | None = None,
+    cross: str | Path | None = None,
+) -> str:
     """Write the runs' table to ``out`` (Markdown, after a table of the datasets when ``stats``,
     the folder of ``reiddata stats --metrics`` files, is given) and the chart beside it
-    (``.png``); return the runs' table."""
+    (``.png``), then the cross-domain table when ``cross`` (its reports folder) is given;
+    return the runs' table."""
     rows = summary_rows(params=params, reports=reports)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +189,15 @@ def write_summary(*, params: str | Path, reports: str | Path, out: str | Path, s
         "Tiny backbones from random weights on the synthetic datasets: the figures show the\n"
         "pipeline end to end, not the papers' numbers. Chance mAP: random features, same protocol.\n\n"
     )
-    out.write_text(text + table + _report_links(params, Path(reports), out.parent))
+    crossed = ""
+    if cross is not None and cross_rows(params=params, cross=cross):
+        crossed = (
+            "\n## Trained on one dataset, evaluated on another\n\n"
+            "Cross-domain (and combined-training) runs of `cross_domain` in params.yaml: the model of\n"
+            "`method` trained on `trained on` (a `+` joins the datasets of a combined run), scored on\n"
+            "every protocol of `evaluated on`.\n\n" + _cross_table(cross_rows(params=params, cross=cross))
+        )
+    out.write_text(text + table + crossed + _report_links(params, Path(reports), out.parent))
     _chart(rows, out.with_suffix(".png"))
     return table
 

@@ -52,6 +52,23 @@ class EvalConfig:
     report_seed: int = 0
 
 
+def check_schema(model, info: dict, data) -> None:
+    """A model that reads attributes scores only datasets of the attribute schema it was trained on
+    (any other is fine for the rest: cross-domain runs, e.g. Market-1501 -> DukeMTMC-reID)."""
+    if not {"attributes", "sid"} & set(type(model).fields):
+        return
+    from ..methods import dataset_facts
+
+    trained, here = info["facts"], dataset_facts(data)
+    keys = ("attribute_names", "attribute_values")
+    if any(trained[k] != here[k] for k in keys):
+        raise ValueError(
+            f"{data.path}: {info['method']} reads attributes and was trained on another attribute schema "
+            f"({trained['attribute_names'] or 'none'}; this dataset: {here['attribute_names'] or 'none'}): "
+            "evaluate it on a dataset with the same attributes"
+        )
+
+
 def test_features(model, info: dict, data, config: EvalConfig, *, device, rank: int = 0, world: int = 1):
     """(rows, features, predictions) of the test items on rank 0 (features None elsewhere)."""
     recipe = info["recipe"]
@@ -141,6 +158,7 @@ def evaluate(config: EvalConfig) -> dict:
     device = device_for(config.device, local_rank)
     model, info = load_trained(config.checkpoint, device)
     data = open_dataset(config.data)
+    check_schema(model, info, data)
     rows, features, predictions = test_features(model, info, data, config, device=device, rank=rank, world=world)
     if rank != 0:
         return {}
