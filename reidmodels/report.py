@@ -97,17 +97,25 @@ def _dataset_table(params: str | Path, stats: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _table(rows: list[dict]) -> str:
-    lines = [
-        "| method | dataset | protocol | Rank-1 | mAP | mINP | chance mAP | mAP - chance | training |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['dataset']} | {r['protocol']} | {r['rank1']:.3f} | {r['mAP']:.3f} | "
-            f"{r['mINP']:.3f} | {r['chance_mAP']:.3f} | {r['mAP'] - r['chance_mAP']:+.3f} | {r['seconds']:.0f} s |"
-        )
+def _scores(r: dict) -> list[str]:
+    """Rank-1, mAP, mINP, chance mAP and the margin over chance, as the tables print them."""
+    return [f"{r['rank1']:.3f}", f"{r['mAP']:.3f}", f"{r['mINP']:.3f}", f"{r['chance_mAP']:.3f}",
+            f"{r['mAP'] - r['chance_mAP']:+.3f}"]  # fmt: skip
+
+
+def _markdown(header: list[str], left: int, rows: list[list[str]]) -> str:
+    """A Markdown table: the first ``left`` columns left-aligned, the rest (numbers) right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * left + "---:|" * (len(header) - left)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+SCORES = ["Rank-1", "mAP", "mINP", "chance mAP", "mAP - chance"]
+
+
+def _table(rows: list[dict]) -> str:
+    body = [[r["method"], r["dataset"], r["protocol"], *_scores(r), f"{r['seconds']:.0f} s"] for r in rows]
+    return _markdown(["method", "dataset", "protocol", *SCORES, "training"], 3, body)
 
 
 def _chart(rows: list[dict], path: Path) -> None:
@@ -152,16 +160,8 @@ def cross_rows(*, params: str | Path, cross: str | Path) -> list[dict]:
 
 
 def _cross_table(rows: list[dict]) -> str:
-    lines = [
-        "| method | trained on | evaluated on | protocol | Rank-1 | mAP | mINP | chance mAP | mAP - chance |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['trained_on']} | {r['dataset']} | {r['protocol']} | {r['rank1']:.3f} | "
-            f"{r['mAP']:.3f} | {r['mINP']:.3f} | {r['chance_mAP']:.3f} | {r['mAP'] - r['chance_mAP']:+.3f} |"
-        )
-    return "\n".join(lines) + "\n"
+    body = [[r["method"], r["trained_on"], r["dataset"], r["protocol"], *_scores(r)] for r in rows]
+    return _markdown(["method", "trained on", "evaluated on", "protocol", *SCORES], 4, body)
 
 
 def write_summary(

@@ -60,3 +60,25 @@ def cpu_train_config(data: Path, out: Path, *, method: str = "clip-reid", hparam
 
     base = {"workers": 0, "device": "cpu", "backbone": "reid-tiny"}
     return TrainConfig(data=str(data), out=str(out), method=method, hparams=hparams or {}, **{**base, **rest})
+
+
+def train_and_kill(params: Path, trace: Path, lines: int) -> None:
+    """Run ``reidmodels train --params PARAMS`` in a process and SIGKILL it (no handler, no
+    cleanup: a preemption) once its trace has ``lines`` steps."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    job = subprocess.Popen(
+        [sys.executable, "-m", "reidmodels", "train", "--params", str(params)],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    while job.poll() is None and not (trace.is_file() and len(trace.read_text().splitlines()) >= lines):
+        time.sleep(0.005)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()[-2000:]

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import cpu_train_config
+from conftest import cpu_train_config, train_and_kill
 
 from reiddata import RandomIdentitySampler, ReidDataError, open_dataset
 from reiddata.combine import CombinedShardDataset, combined_version
@@ -82,18 +77,7 @@ def test_a_killed_combined_run_resumes_to_the_same_batches_and_parameters(pair, 
     run = tmp_path / "killed"
     section = {k: str(v) if k == "out" else v for k, v in config(run).items()}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": section}))
-    job = subprocess.Popen(
-        [sys.executable, "-m", "reidmodels", "train", "--params", str(tmp_path / "params.yaml")],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    trace = run / "trace-rank0.jsonl"
-    while job.poll() is None and not (trace.is_file() and len(trace.read_text().splitlines()) >= 13):
-        time.sleep(0.005)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()[-2000:]
+    train_and_kill(tmp_path / "params.yaml", run / "trace-rank0.jsonl", 13)
     saved = torch.load(run / "checkpoint.pt", weights_only=True)
     assert saved["position"]["stage"] == "stage2" and saved["position"]["step"] >= 12  # killed mid-epoch
     resumed = train(TrainConfig(**config(run)))

@@ -10,12 +10,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import cpu_train_config
 
 from reiddata import ReidDataError, convert, open_dataset, synth
 from reiddata.cli import main
 from reiddata.custom import folder_source, table_source
 from reiddata.verify import verify
+from reidmodels.engine import train
 
+TINY = {"p": 2, "k": 2, "stages": {"stage1": {"epochs": 1}, "stage2": {"epochs": 1}}}
 MARKET_PATTERN = r"(?P<pid>-1|\d{4})_c(?P<camid>\d)s\d_\d{6}_\d{2}\.jpg"
 MARKET_SPLITS = ["train=bounding_box_train", "query=query", "gallery=bounding_box_test"]
 
@@ -75,6 +78,9 @@ def test_a_folder_of_crops_and_a_ten_line_csv_become_a_dataset(crops, tmp_path, 
     assert ds.manifest["ignored"] == {"column 'gender' (not a reiddata column or a spec attribute)": 10}
     assert verify(out) == []
     assert main(["stats", str(out)]) == 0
+    assert main(["show", str(out), "--out", str(tmp_path / "page"), "--quiet"]) == 0
+    run = train(cpu_train_config(out, tmp_path / "run", hparams=TINY))
+    assert run["batches"] > 0 and (tmp_path / "run" / "checkpoint.pt").is_file()
     labels = ds.index.column("label").to_pylist()
     assert labels[:6] == [0, 0, 1, 1, 2, 2] and set(labels[6:]) == {-1}
     # same input, same bytes and version

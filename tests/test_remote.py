@@ -121,3 +121,16 @@ def test_streaming_from_storage_keeps_nothing_unless_asked(dataset, http, tmp_pa
     kept = [s["key"] for s in StreamingDataset(ds, "train", decode=None, shuffle=0, cache=True)]
     assert kept == keys
     assert sorted(p.name for p in (tmp_path / "cache" / ds.version).glob("*.tar")) == sorted(shards)
+
+
+def test_show_builds_the_same_page_from_a_url(dataset, http, tmp_path):
+    """`reiddata show` of a served dataset: thumbnails from the shards (the node's verified
+    cache), the same page data and sheets as from the local folder."""
+    from reiddata.pages import show
+
+    local = show(dataset, tmp_path / "local", workers=2)
+    remote = show(f"{http.url}/{dataset.name}", tmp_path / "remote", workers=2, cache_dir=tmp_path / "cache")
+    assert remote["thumbnails"] == local["thumbnails"] > 0 and remote["warnings"] == local["warnings"] == []
+    for name in ["data.js", *sorted(p.name for p in (tmp_path / "local" / "thumbs").iterdir())]:
+        sub = "" if name == "data.js" else "thumbs"
+        assert (tmp_path / "remote" / sub / name).read_bytes() == (tmp_path / "local" / sub / name).read_bytes()

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 import yaml
-from conftest import cpu_train_config
+from conftest import cpu_train_config, train_and_kill
 
 from reidmodels.engine import train
 
@@ -41,18 +36,7 @@ def test_a_killed_run_resumes_to_the_same_batches_and_parameters(converted, tmp_
     run = tmp_path / "killed"
     section = {"train": {**cpu_train_config(data, run, trace=True, checkpoint_every=4, **options).__dict__}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(section))
-    job = subprocess.Popen(
-        [sys.executable, "-m", "reidmodels", "train", "--params", str(tmp_path / "params.yaml")],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    trace = run / "trace-rank0.jsonl"
-    while job.poll() is None and not (trace.is_file() and len(trace.read_text().splitlines()) >= 10):
-        time.sleep(0.005)
-    job.send_signal(signal.SIGKILL)  # preempted: no handler, no cleanup
-    job.wait()
-    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()[-2000:]
+    train_and_kill(tmp_path / "params.yaml", run / "trace-rank0.jsonl", 10)
     saved = torch.load(run / "checkpoint.pt", weights_only=True)
     stopped = saved["position"]["step"]
     assert stopped >= 8 and stopped % 4 == 0 and saved["position"]["stage"] == "stage2"
