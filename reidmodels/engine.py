@@ -103,6 +103,8 @@ def load_config(cls, path: str | Path, section: str | Sequence[str], **overrides
 
 
 def train(config: TrainConfig) -> dict:
+    if config.eval_every and config.eval_data is None and isinstance(config.data, list) and len(config.data) > 1:
+        raise ValueError("eval_every with several training datasets needs eval_data: the dataset to score on")
     rank, world, local_rank = distributed_init(config.device)
     device = device_for(config.device, local_rank)
     torch.manual_seed(config.seed)
@@ -113,8 +115,6 @@ def train(config: TrainConfig) -> dict:
     if rank == 0:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
         (out / "recipe.json").write_text(json.dumps(recipe.as_dict(), indent=2) + "\n")
-    if config.eval_every and config.eval_data is None and isinstance(config.data, list) and len(config.data) > 1:
-        raise ValueError("eval_every with several training datasets needs eval_data: the dataset to score on")
     data = open_dataset(config.data)
     facts = dataset_facts(data)
     if facts["kind"] != method.kind:

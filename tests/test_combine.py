@@ -54,13 +54,14 @@ def test_one_sampler_draws_from_both(pair):
     assert min(drawn.count("market1501"), drawn.count("dukemtmc-reid")) > len(drawn) // 4
 
 
-def test_combinations_are_checked(pair, converted):
+def test_combinations_are_checked(pair, converted, tmp_path):
     with pytest.raises(ReidDataError, match="the same dataset twice"):
         open_dataset([pair[0], pair[0]])
     with pytest.raises(ReidDataError, match="cannot combine image and tracklet datasets"):
         open_dataset([pair[0], str(converted("mars"))])
     with pytest.raises(ValueError, match="eval_every with several training datasets needs eval_data"):
-        train(TrainConfig(data=pair, out="unused", method="clip-reid", backbone="reid-tiny", eval_every=1))
+        train(TrainConfig(data=pair, out=str(tmp_path / "run"), method="clip-reid", backbone="reid-tiny", eval_every=1))
+    assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
 def _trace(run) -> list[dict]:

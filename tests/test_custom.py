@@ -132,6 +132,8 @@ def test_parquet_and_jsonl_tables_give_the_same_dataset(crops, tmp_path):
         ({"camid": "c1"}, r"row 3, column 'camid': 'c1' is not an integer"),
         ({"split": "val"}, r"row 3, column 'split': 'val' is not a split the spec names"),
         ({"tracklet": "t1", "frame": "0"}, r"row 3: image rows and tracklet rows are mixed"),
+        ({"view": "aerial"}, r"row 3, column 'view': camera 1 is 'aerial' here and 'ground' in row 1"),
+        ({"pid": "-3"}, r"row 3, column 'pid': -3 is below 0"),
     ],
 )
 def test_hostile_tables_are_refused_naming_the_row(crops, tmp_path, capsys, edit, message):
@@ -177,6 +179,20 @@ def test_convert_folder_and_convert_table_equal_convert_market1501(market, tmp_p
     assert open_dataset(folder).manifest["dropped"] == {"pid -1 in bounding_box_test/": junk} and junk > 0
     # versions differ, as they must: source name, variant, protocol description and Market's attributes
     assert len({open_dataset(p).version for p in (builtin, folder, table)}) == 3
+
+
+def test_attributes_belong_to_identities_and_to_the_spec(crops, tmp_path, capsys):
+    rows = list(csv.DictReader((crops / "labels.csv").open()))
+    (crops / "labels.yaml").write_text("attributes: {gender: [male, female]}\n")
+    rows[1]["gender"] = "male"  # pid 0 is female in row 1
+    _write_csv(crops / "labels.csv", rows)
+    assert main(["convert", "table", str(crops / "labels.csv"), str(tmp_path / "a"), "--quiet"]) == 2
+    assert "row 2: identity 0's attributes differ from row 1" in capsys.readouterr().err
+    rows[1]["gender"] = "other"
+    _write_csv(crops / "labels.csv", rows)
+    assert main(["convert", "table", str(crops / "labels.csv"), str(tmp_path / "b"), "--quiet"]) == 2
+    assert "row 2, column 'gender': 'other' is not one of ['male', 'female']" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_folder_tracklets_by_pattern(tmp_path):
