@@ -229,3 +229,20 @@ def test_failure_report_in_the_browser(browser, converted, tmp_path):  # noqa: F
             expected = "junk" if same and h["camid"] == q["camid"] else "correct" if same else "wrong"
             assert h["class"] == expected
         assert [h["distance"] for h in q["hits"]] == sorted(h["distance"] for h in q["hits"])
+
+
+def test_failure_report_of_tracklets_shows_their_frames(browser, converted, tmp_path):  # noqa: F811
+    from reidmodels.engine import EvalConfig, evaluate, train
+
+    data = converted("mars")
+    hparams = {"p": 3, "k": 2, "clip_length": 2, "stages": {"train": {"epochs": 1}}}
+    train(cpu_train_config(data, tmp_path / "run", method="clip-video", hparams=hparams, max_steps_per_epoch=2))
+    config = EvalConfig(data=str(data), checkpoint=str(tmp_path / "run"), out=str(tmp_path / "eval"), workers=0,
+                        device="cpu", report=str(tmp_path / "report"), report_queries=3, report_top_k=4)  # fmt: skip
+    evaluate(config)
+    report = json.loads((tmp_path / "report" / "data.js").read_text().split(" = ", 1)[1].rstrip(";\n"))
+    assert report["meta"]["warnings"] == [] and len(report["protocols"]) == 2  # MARS: standard and torchreid
+    page = _open(browser, tmp_path / "report" / "index.html")
+    assert len(_check_images(page)) >= 2 + 6 * 5  # the figures, and 6 queries with 4 hits each, all decoded
+    assert page.errors == []
+    page.close()

@@ -4,7 +4,7 @@
 ``DIR/index.html``, opening from disk: for each protocol its figures and the queries
 ranked by AP, worst first, then a seeded random sample (each labelled as such: the
 worst alone make a model look worse than its mAP says), each with its top ``top_k``
-gallery items (thumbnail, key, distance, camera and view) bordered green for a true
+gallery items (thumbnail, a tracklet's middle frame; key, distance, camera and view) bordered green for a true
 match, red for a wrong one and dashed grey for junk (the query's identity seen from its
 own camera or view, which the protocol ignores). Beside it ``cmc.png`` (one line per
 protocol) and ``embedding.png``: t-SNE of up to ``points`` test features, coloured by
@@ -63,16 +63,19 @@ def _top(features: np.ndarray, q_rows: np.ndarray, g_rows: np.ndarray, metric: s
 
 
 class _Tiles:
-    """Index rows to thumbnail numbers, each row drawn once."""
+    """Index rows to thumbnail numbers, each row drawn once (a tracklet: its middle frame)."""
 
-    def __init__(self) -> None:
+    def __init__(self, data) -> None:
         self.of: dict[int, int] = {}
+        self.frames = data.index.column("num_frames").to_pylist() if data.kind == "video" else None
 
     def __call__(self, row: int) -> int:
         return self.of.setdefault(int(row), len(self.of))
 
     def tiles(self) -> list[Tile]:
-        return [Tile(row) for row in self.of]
+        if self.frames is None:
+            return [Tile(row) for row in self.of]
+        return [Tile(row, self.frames[row] // 2) for row in self.of]
 
 
 def _protocol_entry(data, name: str, features, result: dict, metrics: dict, tiles: _Tiles, s: ReportSettings, metric):
@@ -180,7 +183,7 @@ def write_failure_report(
     """Write the failure report page into ``out`` (replacing an earlier report there, never
     anything else). ``features``: one row per index row; ``test``: the test rows;
     ``ranked``: per protocol the plain ranking's ``per_query`` result (computed here when absent)."""
-    tiles, protocols = _Tiles(), []
+    tiles, protocols = _Tiles(data), []
     for name in data.protocols:
         result = ranked.get(name) or evaluate_protocol(features, data, name, metric=metric, per_query=True)
         protocols.append(_protocol_entry(data, name, features, result, metrics, tiles, settings, metric))
