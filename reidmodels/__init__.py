@@ -2,11 +2,19 @@
 
 This package is the training side of the project; it imports ``reiddata``, never the
 reverse. ``build_model(name, dataset=...)`` sizes a method (``reidmodels.methods``) for
-a converted dataset; ``reidmodels train`` / ``evaluate`` (``reidmodels.engine``) run it.
+a converted dataset; ``reidmodels train`` / ``evaluate`` (``reidmodels.engine``) run it;
+``load(run)`` gives a trained model to embed crops and tracklets with (``reidmodels.use``).
 """
 
 from reiddata import __version__
 
 from .methods import METHODS, build_model
 
-__all__ = ["METHODS", "__version__", "build_model"]
+__all__ = ["METHODS", "__version__", "build_model", "load"]
+
+
+def load(run_or_checkpoint, *, device: str = "auto"):
+    """A trained run (folder or ``checkpoint.pt``) ready to ``embed``: see ``reidmodels.use``."""
+    from .use import load as _load
+
+    return _load(run_or_checkpoint, device=device)

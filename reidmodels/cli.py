@@ -3,6 +3,8 @@
 reidmodels train --params params.yaml [--section train ...] [--data PATH] [--out PATH] [--report DIR]
 reidmodels evaluate --params params.yaml [--section evaluate ...] [--data PATH] [--checkpoint PATH] [--out PATH]
     [--rerank [zhong|transreid]] [--report DIR]
+reidmodels extract RUN INPUT OUT.parquet [--half] [--skip-bad]
+reidmodels export RUN OUT.onnx [--mode composed|simplified]
 reidmodels summary --params params.yaml --reports reports/runs [--stats reports/stats] --out reports/summary.md
 torchrun --nproc_per_node N -m reidmodels train --params params.yaml     # DDP
 """
@@ -59,6 +61,23 @@ def _parser() -> argparse.ArgumentParser:
             )
         else:
             p.add_argument("--report", default=None, help="also write DIR/train.json (time) and DIR/loss.csv")
+    p = sub.add_parser("extract", help="features of a folder of crops, tracklet folders or a dataset, as Parquet")
+    p.add_argument("run", help="run folder or checkpoint.pt")
+    p.add_argument("input", help="a folder of crops (any nesting), of tracklet folders, or a converted dataset")
+    p.add_argument("out", help="the Parquet file to write")
+    p.add_argument("--half", action="store_true", help="store features as float16")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="processes decoding and resizing")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--skip-bad", action="store_true", help="exit 0 even when some files did not decode")
+    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("export", help="the test-feature graph as ONNX, checked by onnxruntime")
+    p.add_argument("run", help="run folder or checkpoint.pt")
+    p.add_argument("out", help="the .onnx file to write")
+    p.add_argument("--mode", default=None, help="PromptSG: composed (default) or simplified")
+    p.add_argument("--view", default="ground", help="the view fixed in the graph (LATex)")
+    p.add_argument("--camid", type=int, default=None, help="the camera fixed in the graph (SIE)")
+    p.add_argument("--clip-length", type=int, default=None, help="video: frames per clip (default: the recipe's)")
     p = sub.add_parser("summary", help="one table and chart of every run's metrics")
     p.add_argument("--params", default="params.yaml", help="YAML file with the runs section")
     p.add_argument("--reports", default="reports/runs", help="folder of METHOD/SOURCE/{metrics,train}.json")
@@ -83,6 +102,19 @@ def _run(args) -> int:
     from .engine import TrainConfig, load_config, train
     from .evaluation import EvalConfig, evaluate
 
+    if args.command == "extract":
+        return _extract(args)
+    if args.command == "export":
+        from .export import export_onnx
+
+        result = export_onnx(
+            args.run, args.out, mode=args.mode, view=args.view, camid=args.camid, clip_length=args.clip_length
+        )
+        print(
+            f"{result['out']}: input {result['input_shape']} uint8, features {result['feature_size']}; "
+            f"onnxruntime vs torch on 8 random inputs: largest absolute difference {result['max_abs_diff']:.2e}"
+        )
+        return 0
     if args.command == "summary":
         from .report import write_summary
 
@@ -112,6 +144,21 @@ def _run(args) -> int:
                 f"(chance mAP {m['chance_mAP']:.4f})"
             )
     return 0
+
+
+def _extract(args) -> int:
+    from .extract import extract
+
+    result = extract(
+        args.run, args.input, args.out, half=args.half, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, overwrite=args.overwrite,
+    )  # fmt: skip
+    for path, why in result.failed[:20]:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if result.failed:
+        print(f"{len(result.failed)} inputs did not decode: listed in {result.out}.failed.txt", file=sys.stderr)
+    print(f"{result.out}: {result.rows} features in {result.seconds:.1f} s")
+    return 1 if result.failed and not args.skip_bad else 0
 
 
 if __name__ == "__main__":

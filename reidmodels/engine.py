@@ -34,7 +34,8 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from reiddata import ChunkIdentitySampler, IdentityBalancedSampler, RandomIdentitySampler, open_dataset
 from reiddata.combine import split_reader
 
-from .checkpoint import load_trained, read_checkpoint, resume_state, save_checkpoint
+from .card import write_model_card
+from .checkpoint import file_hash, load_trained, read_checkpoint, resume_state, save_checkpoint
 from .evaluation.features import extract_features, test_rows
 from .evaluation.run import EvalConfig, evaluate, score
 from .inputs import Collate, model_inputs, on_device, to_uint8_tensor
@@ -239,6 +240,8 @@ def train(config: TrainConfig) -> dict:
                 save_checkpoint(out, model, optimizer, progress | saved)
     if rank == 0:
         _write_log(out / "train_log.csv", log_rows)
+        card = saved | {"sha256": file_hash(out / "checkpoint.pt"), "versions": _versions(data)}
+        write_model_card(out, info=card, model=model)
     summary = {
         "rank": rank,
         "world_size": world,
@@ -250,6 +253,12 @@ def train(config: TrainConfig) -> dict:
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _versions(data) -> dict:
+    """Name -> version of the dataset(s) a run trains on (a combination: each part)."""
+    parts = getattr(data, "parts", [data])
+    return {p.manifest["source"]: p.version for p in parts}
 
 
 def _progress_state(done: dict, stage: str, log_rows: list, step: int, stage_start: dict, scaler) -> dict:

@@ -16,7 +16,7 @@ from reidmodels.engine import EvalConfig, evaluate, train
 from reidmodels.evaluation import label_based_mean_accuracy, retrieval_metrics
 from reidmodels.inputs import Collate, model_inputs, to_uint8_tensor
 from reidmodels.methods import dataset_facts
-from reidmodels.methods.cerberus import Cerberus, adaptive_margins, align_rows, aps_scores
+from reidmodels.methods.cerberus import Cerberus, adaptive_margins, align_rows, align_rows_loop, aps_scores
 
 
 def test_adaptive_margin_formula():
@@ -34,6 +34,15 @@ def test_alignment_keeps_the_rows_above_sigma_resized_to_full_height():
     assert aligned.shape == feature.shape
     assert float(aligned[0, 1].min()) > 5  # the background rows are gone
     assert torch.equal(align_rows(torch.zeros(1, 4, 12, 4)), torch.zeros(1, 4, 12, 4))  # nothing above sigma
+
+
+def test_batched_alignment_equals_the_per_map_interpolation():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):  # heights 3..23, some maps with no row above sigma, some with every row
+        h = int(torch.randint(3, 24, (1,), generator=g))
+        x = torch.randn(5, 4, h, 6, generator=g) * 3
+        sigma = float(torch.rand(1, generator=g) * 8)
+        assert torch.allclose(align_rows(x, sigma), align_rows_loop(x, sigma), atol=1e-5, rtol=1e-5)
 
 
 def test_sid_prototypes_cover_every_sid_and_the_parameter_count(converted):

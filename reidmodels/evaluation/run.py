@@ -151,6 +151,17 @@ def write_reports(out: Path, metrics: dict, cmc_rows: list[dict], protocols) -> 
         writer.writerows(cmc_rows)
 
 
+def _card_metrics(checkpoint: str, model, info: dict, metrics: dict) -> None:
+    """Add these metrics to the model card beside the checkpoint (when it is ours and writable)."""
+    from ..card import write_model_card
+
+    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    try:
+        write_model_card(folder, info=info, model=model, metrics=metrics)
+    except OSError as exc:  # a read-only run folder: the metrics are in the reports all the same
+        print(f"note: model card not updated in {folder} ({exc.strerror or exc})")
+
+
 def evaluate(config: EvalConfig) -> dict:
     """Score the checkpoint on every protocol; write the reports (rank 0). Returns the
     metrics on rank 0 and ``{}`` on the other ranks of a ``torchrun`` job."""
@@ -169,6 +180,7 @@ def evaluate(config: EvalConfig) -> dict:
     scored, cmc_rows, ranked = score(model, data, rows, features, predictions, config, ranking_device, per_query=report)
     metrics.update(scored)
     write_reports(Path(config.out), metrics, cmc_rows, data.protocols)
+    _card_metrics(config.checkpoint, model, info, metrics)
     if report:
         from .failures import ReportSettings, write_failure_report
 

@@ -54,7 +54,33 @@ def adaptive_margins(counts: Sequence[int], persons: int, alpha: float = ALPHA, 
 
 def align_rows(feature: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
     """The rows whose strongest activation (channel L2 norm, max across the row) exceeds
-    ``sigma``, resized back to the full height; maps with no such row stay as they are."""
+    ``sigma``, resized back to the full height; maps with no such row stay as they are.
+
+    The band of each map is resized as ``F.interpolate(band, (h, w), mode="bilinear",
+    align_corners=False)`` does (``align_rows_loop``, the plain reading), for the whole batch
+    at once by gathering rows: no Python loop over samples and no data-dependent shapes,
+    so the graph exports to ONNX with a dynamic batch."""
+    n, c, h, w = feature.shape
+    heat = feature.norm(dim=1).amax(dim=2)  # (N, H)
+    above = heat > sigma
+    index = torch.arange(h, device=feature.device).expand(n, h)
+    first = torch.where(above, index, torch.full_like(index, h)).amin(dim=1)
+    last = torch.where(above, index, torch.full_like(index, -1)).amax(dim=1)
+    keep = (first >= h) | ((first == 0) & (last == h - 1))  # no row above sigma, or every row
+    band = (last - first + 1).clamp(min=1)
+    # bilinear, align_corners=False: source = (dst + 0.5) * band / h - 0.5, below 0 held at 0
+    scale = band.to(feature.dtype) / h
+    source = ((torch.arange(h, device=feature.device, dtype=feature.dtype) + 0.5) * scale[:, None] - 0.5).clamp(min=0)
+    low = source.floor().long()
+    high = torch.minimum(low + 1, (band - 1)[:, None])
+    frac = (source - low.to(feature.dtype))[:, None, :, None]
+    rows = lambda r: (first[:, None] + r).clamp(0, h - 1)[:, None, :, None].expand(n, c, h, w)  # noqa: E731
+    resized = torch.gather(feature, 2, rows(low)) * (1 - frac) + torch.gather(feature, 2, rows(high)) * frac
+    return torch.where(keep[:, None, None, None], feature, resized)
+
+
+def align_rows_loop(feature: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
+    """``align_rows`` one map at a time with ``F.interpolate``: the reference it is tested against."""
     n, c, h, w = feature.shape
     heat = feature.norm(dim=1).amax(dim=2)  # (N, H)
     out = []
