@@ -98,11 +98,13 @@ class Model:
         return self.info["facts"]["kind"] == "video"
 
     def pixels(self, image, where: str = "") -> torch.Tensor:
+        """One image as evaluate's loader gives it: decoded, resized to the recipe's size, uint8 (3, H, W)."""
         recipe = self.info["recipe"]
         kernel = PIPELINES[recipe.get("transforms", "fast-reid")].test_resize  # as evaluate's loader resizes
         return resize_to_uint8(tuple(recipe["image_size"]), kernel)(decode_any(image, where))
 
     def clip(self, frames, where: str = "") -> torch.Tensor:
+        """A tracklet's test clip: the frames the recipe's sampler takes, each as ``pixels``, (T, 3, H, W)."""
         from reiddata import sample_clips
 
         if isinstance(frames, (str, bytes, np.ndarray)) or torch.is_tensor(frames) or not len(frames):
@@ -113,6 +115,7 @@ class Model:
         return torch.stack([self.pixels(frames[j], f"{where} frame {j}") for j in picked])
 
     def fields(self, n: int, view=None, camid=None) -> dict:
+        """``view`` and ``camid`` index tensors for ``n`` items (one value for all, or one per item)."""
         views = [view] * n if view is None or isinstance(view, str) else list(view)
         cams = [camid] * n if camid is None or isinstance(camid, int) else list(camid)
         if len(views) != n or len(cams) != n:
