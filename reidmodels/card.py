@@ -117,8 +117,8 @@ def write_model_card(folder: Path, *, info: dict, model, metrics: dict | None = 
     ``model.json`` path, or None when a card there was not written by reidmodels."""
     folder = Path(folder)
     card = read_card(folder)
-    if card is None and (folder / "model.json").exists():
-        return None  # not ours: never overwritten
+    if card is None and ((folder / "model.json").exists() or (folder / "MODEL.md").exists()):
+        return None  # not ours (no model.json of reidmodels beside it): never overwritten
     data = info["config"]["data"]
     names = [data] if isinstance(data, str) else list(data)
     if card is None or card.get("checkpoint_sha256") != info["sha256"]:

@@ -149,6 +149,10 @@ def test_a_model_card_beside_every_checkpoint(runs, tmp_path):
 
     assert write_model_card(tmp_path / "theirs", info={}, model=None) is None
     assert (tmp_path / "theirs" / "model.json").read_text() == '{"mine": true}'
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "MODEL.md").write_text("my own notes")
+    assert write_model_card(tmp_path / "notes", info={}, model=None) is None
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["MODEL.md"]
 
 
 def test_bad_checkpoints_are_named(tmp_path, runs):
