@@ -389,10 +389,13 @@ def _records(rows: list[_Row], splits, protocols, camera_views, spec: TableSpec,
     for frames in tracklets.values():
         frames.sort(key=lambda r: (r.frame, r.n))
         head = frames[0]
-        for r in frames[1:]:
-            if (r.pid, r.camid, r.view) != (head.pid, head.camid, head.view) or r.frame == frames[0].frame:
-                clash = "repeats frame" if r.frame == head.frame else "differs in pid, camid or view from"
-                raise ReidDataError(f"row {r.n}: tracklet {r.tracklet!r} {clash} row {head.n}")
+        for previous, r in zip(frames, frames[1:]):  # sorted by frame: a repeat sits next to its twin
+            if r.frame == previous.frame:
+                raise ReidDataError(f"row {r.n}: tracklet {r.tracklet!r} repeats frame {r.frame} of row {previous.n}")
+            if (r.pid, r.camid, r.view) != (head.pid, head.camid, head.view):
+                raise ReidDataError(
+                    f"row {r.n}: tracklet {r.tracklet!r} differs in pid, camid or view from row {head.n}"
+                )
         out.append(record(head, tuple(r.path for r in frames)))
     return out
 

@@ -195,6 +195,22 @@ def test_attributes_belong_to_identities_and_to_the_spec(crops, tmp_path, capsys
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_tracklet_rows_are_checked(crops, tmp_path, capsys):
+    rows = [dict(r, tracklet="t1" if i < 4 else f"t{i}", frame=str(i)) for i, r in
+            enumerate(csv.DictReader((crops / "labels.csv").open()))]  # fmt: skip
+    for r in rows[:4]:  # t1: four frames of pid 0 seen by camera 1
+        r.update(pid="0", camid="1")
+    rows[3]["frame"] = "2"  # rows 3 and 4 are both frame 2 of t1 (after frames 0 and 1)
+    _write_csv(crops / "labels.csv", rows)
+    assert main(["convert", "table", str(crops / "labels.csv"), str(tmp_path / "a"), "--quiet"]) == 2
+    assert "row 4: tracklet 't1' repeats frame 2 of row 3" in capsys.readouterr().err
+    rows[3]["frame"] = "3"
+    rows[2]["pid"] = "1"  # now t1 holds rows of pids 0 and 1
+    _write_csv(crops / "labels.csv", rows)
+    assert main(["convert", "table", str(crops / "labels.csv"), str(tmp_path / "b"), "--quiet"]) == 2
+    assert "row 3: tracklet 't1' differs in pid, camid or view from row 1" in capsys.readouterr().err
+
+
 def test_folder_tracklets_by_pattern(tmp_path):
     """MARS-style names: pid, camera, tracklet and frame from the file name."""
     mars = synth("mars", tmp_path / "tree", identities=6)
