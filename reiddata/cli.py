@@ -119,7 +119,10 @@ def _stats(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from .pages import show
 
-    ids = [int(i) for i in args.ids.split(",")] if args.ids else None
+    try:
+        ids = [int(i) for i in args.ids.split(",")] if args.ids else None
+    except ValueError:
+        raise ReidDataError(f"--ids {args.ids!r}: write pids as comma-separated integers, e.g. --ids 2,7,42") from None
     out = args.out or f"show-{Path(str(args.dataset).rstrip('/')).name or 'dataset'}"
     built = show(
         args.dataset,

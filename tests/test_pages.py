@@ -174,6 +174,8 @@ def test_show_never_replaces_a_folder_it_did_not_write(converted, tmp_path):
     assert (foreign / "notes.txt").read_text() == "keep me" and sorted(p.name for p in foreign.iterdir()) == [
         "notes.txt"
     ]
+    assert reiddata_main(["show", str(converted("market1501")), "--out", str(tmp_path / "p"), "--ids", "a"]) == 2
+    assert not (tmp_path / "p").exists()
     # our own page is replaced
     assert reiddata_main(["show", str(converted("market1501")), "--out", str(tmp_path / "p"), "--quiet"]) == 0
     assert reiddata_main(["show", str(converted("market1501")), "--out", str(tmp_path / "p"), "--quiet"]) == 0

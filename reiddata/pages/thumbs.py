@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,26 +105,16 @@ def tile_image(members: dict[str, bytes], frame: int | None, size: tuple[int, in
     return fit(decode_small(members[f"{frame:04d}.jpg"], size), size)
 
 
-_WORKER: dict = {}
-
-
-def _reader(location: str, cache_dir: str | None):
-    """This process's reader of the dataset (opened once per worker)."""
-    from ..reader import ShardDataset, open_dataset
-
-    if _WORKER.get("location") != (location, cache_dir):
-        dataset = open_dataset(location, cache_dir=cache_dir)
-        _WORKER.update(location=(location, cache_dir), reader=ShardDataset(dataset, rows=np.arange(0), decode=None))
-    return _WORKER["reader"]
+# The reader of the dataset being rendered: set by render_sheets before its pool forks, so
+# every worker inherits it (a ShardDataset opens its own descriptors in a new process).
+_READER: dict = {}
 
 
 @dataclass(frozen=True)
 class _Job:
-    location: str
-    cache_dir: str | None
     folder: str
     number: int
-    places: tuple  # per tile: (key, shard, offset, size, frame)
+    tiles: tuple[Tile, ...]
     size: tuple[int, int]
 
 
@@ -137,32 +126,25 @@ def _quiet_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent cleans up and ends the pool
 
 
-def _members(reader, key: str, shard: str, offset: int, length: int) -> dict[str, bytes]:
-    from ..reader import checked_members
-
-    dataset = reader.dataset
-    data = os.pread(reader._fd(shard), length, offset)
-    return checked_members(data, length, key, file=dataset.shard_path(shard), version=dataset.version)
-
-
 def _render_sheet(job: _Job) -> list[dict]:
     """Write one sheet; return a warning per tile that failed to decode."""
     from PIL import Image
 
-    reader = _reader(job.location, job.cache_dir)
+    reader = _READER["reader"]
     w, h = job.size
-    rows = -(-len(job.places) // SHEET_COLUMNS)
+    rows = -(-len(job.tiles) // SHEET_COLUMNS)
     sheet = np.empty((rows * h, SHEET_COLUMNS * w, 3), dtype=np.uint8)
     sheet[:] = BACKGROUND
     warnings, last = [], (None, None)
-    for t, (key, shard, offset, length, frame) in enumerate(job.places):
+    for t, tile in enumerate(job.tiles):
         try:
-            if last[0] != key:  # a tracklet's frames share one read
-                last = (key, _members(reader, key, shard, offset, length))
-            image = tile_image(last[1], frame, job.size)
+            if last[0] != tile.row:  # a tracklet's frames share one read (checked as every reader checks it)
+                last = (tile.row, reader.raw(tile.row))
+            image = tile_image(last[1], tile.frame, job.size)
         except Exception as exc:  # noqa: BLE001 - any decoder failure: a placeholder and a named warning
             image = placeholder(job.size)
-            warnings.append({"key": key, "frame": frame, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            warnings.append({"key": reader.keys[tile.row], "frame": tile.frame, "error": error})
         y, x = (t // SHEET_COLUMNS) * h, (t % SHEET_COLUMNS) * w
         sheet[y : y + h, x : x + w] = image
     Image.fromarray(sheet).save(Path(job.folder) / sheet_name(job.number), quality=QUALITY, optimize=True)
@@ -181,38 +163,38 @@ def render_sheets(
     """Render ``tiles`` of ``dataset`` (a ``ReidDataset``) into ``folder/sheet-NNNNNN.jpg``.
 
     Returns the warnings (``key``, ``frame``, ``error``) of tiles that did not decode,
-    in tile order. ``workers`` > 1 renders sheets in that many processes (each opens
-    the dataset once; a remote dataset's shards come from the node's cache).
+    in tile order. ``workers`` > 1 renders sheets in that many forked processes (they
+    inherit the reader; a remote dataset's shards come from the node's cache).
     """
+    from ..reader import ShardDataset
+
     folder.mkdir(parents=True, exist_ok=True)
-    columns = {c: dataset.index.column(c).to_pylist() for c in ("key", "shard", "offset", "size")}
-    places = [
-        (columns["key"][t.row], columns["shard"][t.row], columns["offset"][t.row], columns["size"][t.row], t.frame)
-        for t in tiles
-    ]
-    cache_dir = str(dataset.cache.folder.parent) if dataset.cache is not None else None
+    _READER["reader"] = ShardDataset(dataset, rows=np.arange(len(dataset.index)), decode=None)
     jobs = [
-        _Job(str(dataset.path), cache_dir, str(folder), n, tuple(places[s : s + PER_SHEET]), size)
-        for n, s in enumerate(range(0, len(places), PER_SHEET))
+        _Job(str(folder), n, tuple(tiles[s : s + PER_SHEET]), size)
+        for n, s in enumerate(range(0, len(tiles), PER_SHEET))
     ]
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(places), unit="thumb", desc="thumbnails")
+        bar = tqdm(total=len(tiles), unit="thumb", desc="thumbnails")
     warnings: list[dict] = []
-    if workers > 1 and len(jobs) > 1:
-        # fork: the CLI's parent holds no threads here, and spawn would import everything again per worker
-        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_quiet_worker) as pool:
-            for job, found in zip(jobs, pool.imap(_render_sheet, jobs)):
-                warnings += found
+    try:
+        if workers > 1 and len(jobs) > 1:
+            # fork: the CLI's parent holds no threads here, and spawn would import everything again per worker
+            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_quiet_worker) as pool:
+                for job, found in zip(jobs, pool.imap(_render_sheet, jobs)):
+                    warnings += found
+                    if bar is not None:
+                        bar.update(len(job.tiles))
+        else:
+            for job in jobs:
+                warnings += _render_sheet(job)
                 if bar is not None:
-                    bar.update(len(job.places))
-    else:
-        for job in jobs:
-            warnings += _render_sheet(job)
-            if bar is not None:
-                bar.update(len(job.places))
-    if bar is not None:
-        bar.close()
+                    bar.update(len(job.tiles))
+    finally:
+        _READER.clear()
+        if bar is not None:
+            bar.close()
     return warnings
