@@ -4,7 +4,7 @@
 
 Builds (once, cached in --work) an MSMT17 V1 tree of 126,441 JPEG files: the real list
 files' names when ../shared/real/msmt17_v1 is present, generated names otherwise. The
-pixels come from a pool of synthetic person crops (`reiddata.synth`), each file a real
+pixels come from a pool of synthetic person crops (`reiddata.synthetic`), each file a real
 copy. Both tools run with a warm page cache (a warm-up pass of tar reads every file
 first) and start with nothing left to write back (`sync` before each), so the ratio
 compares the work each does, not the disk.
@@ -27,7 +27,7 @@ import numpy as np
 
 from reiddata import convert
 from reiddata.sources import msmt17
-from reiddata.synth.people import jpeg_bytes, make_people, render
+from reiddata.synthetic.people import jpeg_bytes, make_people, render
 
 REAL_LISTS = Path(__file__).resolve().parents[2] / "shared" / "real" / "msmt17_v1"
 POOL = 4000  # distinct crops; file sizes spread like real crops of varying size

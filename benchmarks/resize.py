@@ -3,7 +3,7 @@ difference of the OpenCV ``INTER_CUBIC`` resize we used before, and the time per
 
     python benchmarks/resize.py
 
-Crops are synthetic people (``reiddata.synth.render``) at real ReID sizes, resized to
+Crops are synthetic people (``reiddata.synthetic.render``) at real ReID sizes, resized to
 256x128 (H x W): 128x64 and 256x128 (Market-1501's, upscaled or kept), 400x200 (MSMT17-
 and aerial-sized, downscaled), 160x60.
 """
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from reiddata.synth import make_people, render
+from reiddata.synthetic import make_people, render
 
 SIZES = ((64, 128), (128, 256), (200, 400), (60, 160))  # (width, height)
 KERNELS = {

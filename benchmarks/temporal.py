@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from reiddata import read_clip, sample_clips
-from reiddata.synth.people import jpeg_bytes, make_people, render
+from reiddata.synthetic.people import jpeg_bytes, make_people, render
 from reiddata.video import EXTENSION, encode_tracklet
 
 FRAMES = 64

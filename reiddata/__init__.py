@@ -1,9 +1,7 @@
 """reiddata: person re-identification datasets as versioned WebDataset shards."""
 
 from ._version import __version__
-from .convert import convert  # eager: the name would otherwise be the submodule once it is imported
 from .errors import ReidDataError
-from .synth import synth
 
 __all__ = [
     "SOURCES",
@@ -27,8 +25,11 @@ __all__ = [
 
 
 # Imported on first use: `reiddata stats` should not pay for scipy (the converter),
-# Pillow (the synthetic world), torch or datasets (some readers).
+# Pillow (the synthetic world), torch or datasets (some readers). No submodule shares a
+# name with what it exports here, so a lazy name is never shadowed by its module.
 _LAZY = {
+    "convert": ".conversion",
+    "synth": ".synthetic",
     "SOURCES": ".sources",
     "IdentityBalancedSampler": ".samplers",
     "RandomIdentitySampler": ".samplers",
@@ -37,7 +38,7 @@ _LAZY = {
     "ShardDataset": ".reader",
     "StreamingDataset": ".stream",
     "get_source": ".sources",
-    "open_dataset": ".reader",
+    "open_dataset": ".locations",
     "pk_batches": ".samplers",
     "read_clip": ".video",
     "sample_clips": ".temporal",

@@ -20,7 +20,7 @@ __all__ = ["main"]
 
 def _sources(args: argparse.Namespace) -> int:
     from .sources import SOURCES
-    from .synth.layouts import LAYOUTS
+    from .synthetic.layouts import LAYOUTS
 
     for name, source in sorted(SOURCES.items()):
         attrs = f"attributes: {source.attributes.name}" if source.attributes else "attributes: none"
@@ -31,7 +31,7 @@ def _sources(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth import synth
+    from .synthetic import synth
 
     out = synth(
         args.source,
@@ -67,7 +67,7 @@ def _custom_source(args: argparse.Namespace):
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from .conversion import convert
 
     source, root = _custom_source(args)
     manifest = convert(
@@ -160,6 +160,7 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+# long, as a table is: one argparse declaration per option; split, the CLI would read in pieces
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reiddata", description=__doc__)
     parser.add_argument("--version", action="version", version=f"reiddata {__version__}")

@@ -52,8 +52,8 @@ from pathlib import Path, PurePosixPath
 
 from .attributes import AttributeSchema, AttributeTable, coded
 from .errors import ReidDataError, bad_input
-from .manifest import PROTOCOL, SPLIT
-from .sources.base import MATCH_RULES, VIEWS, Parsed, Protocol, Record, Source, check_image_entry
+from .shard_format import MATCH_RULES, PROTOCOL, SPLIT, VIEWS
+from .sources.base import Parsed, Protocol, Record, Source, check_image_entry
 
 __all__ = ["TableSpec", "folder_source", "read_rows", "read_spec", "table_source"]
 

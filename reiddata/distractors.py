@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from .errors import bad_input
-from .manifest import PROTOCOL as PROTOCOL_NAME
+from .shard_format import PROTOCOL as PROTOCOL_NAME
 from .sources import Parsed, Protocol, Record
 
 __all__ = ["DISTRACTOR_CAMERA", "DISTRACTOR_PID", "SPLIT", "add_distractors", "twin_name"]

@@ -70,7 +70,8 @@ def to_hf_dataset(dataset: ReidDataset | str | Path, split: str, *, cache_dir: s
     """The ``split`` as a ``datasets.Dataset`` (written to ``cache_dir`` or HF's cache)."""
     from datasets import Dataset
 
-    from .reader import ReidDataset, ShardDataset, open_dataset
+    from .locations import open_dataset
+    from .reader import ReidDataset, ShardDataset
 
     data = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
     reader = ShardDataset(data, split, decode=None)

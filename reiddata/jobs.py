@@ -1,15 +1,15 @@
-"""What a conversion is made of, below ``convert`` and above the shard writer: the index
-schema and rows, one job per shard (run in the writer processes: ``write_job``), and the
-counts the manifest states, which ``verify`` recomputes from the index.
+"""One job per shard, below ``conversion`` and above the shard writer: the samples of a
+shard as parsed records, made into items and index rows in the writer processes
+(``write_job``).
 
-Imports run one way: ``convert`` -> ``jobs`` -> ``writer``; ``verify`` -> ``jobs``. The
-writer processes load this module (``shard_writers(preload=...)``), never ``convert``.
+Imports run one way: ``conversion`` -> ``jobs`` -> ``writer`` -> ``shard_format``. The
+writer processes load this module (``shard_writers(preload=...)``), never ``conversion``.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,20 +17,11 @@ import pyarrow as pa
 
 from .attributes import AttributeSchema, AttributeTable
 from .errors import bad_input
-from .sources import Parsed, Protocol, Record, Source
-from .writer import Item, ShardPlan, ShardResult, placement_text, write_shard
+from .shard_format import index_row, placement_text
+from .sources import Parsed, Record, Source
+from .writer import Item, ShardPlan, ShardResult, write_shard
 
-__all__ = [
-    "KEY_DIGITS",
-    "ShardJob",
-    "index_row",
-    "index_schema",
-    "make_jobs",
-    "protocol_summary",
-    "split_summary",
-    "summary_rows",
-    "write_job",
-]
+__all__ = ["KEY_DIGITS", "ShardJob", "make_jobs", "write_job"]
 
 KEY_DIGITS = 7
 
@@ -138,88 +129,3 @@ def write_job(directory: Path, job: ShardJob) -> tuple[ShardResult, pa.RecordBat
     offsets, sizes = [p[0] for p in result.placed], [p[1] for p in result.placed]
     placement = placement_text(keys, [job.name] * len(items), offsets, sizes)
     return result, pa.RecordBatch.from_pylist(rows, schema=job.schema), placement
-
-
-def index_schema(source: Source, protocols: Sequence[Protocol], with_attributes: bool) -> pa.Schema:
-    fields = [
-        ("key", pa.string()),
-        ("split", pa.string()),
-        ("shard", pa.string()),
-        ("offset", pa.int64()),
-        ("size", pa.int64()),
-        ("pid", pa.int64()),
-        ("pid_raw", pa.string()),
-        ("label", pa.int64()),
-        ("camid", pa.int32()),
-        ("view", pa.string()),
-        ("source", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("roles", pa.struct([(p.name, pa.string()) for p in protocols])),
-    ]
-    if source.kind == "video":
-        fields.append(("num_frames", pa.int32()))
-        fields.append(("frames", pa.list_(pa.string())))
-        fields.append(("frame_sizes", pa.list_(pa.list_(pa.int32()))))
-    schema = source.attributes
-    if with_attributes and schema is not None:
-        fields.append(("attributes", pa.struct([(a.name, pa.string()) for a in schema.attributes])))
-        fields.append(("sid", pa.struct([(g, pa.int32()) for g, _ in schema.groups])))
-    return pa.schema(fields)
-
-
-def index_row(meta: dict, with_attributes: bool, **placement: object) -> dict:
-    """The index row of a sample: its metadata, placement, and null attributes when it has none."""
-    row = dict(meta, **placement)
-    if with_attributes:
-        row["attributes"] = row["attributes"] or None  # distractors: no attributes
-        row["sid"] = row["sid"] or None
-    else:
-        del row["attributes"], row["sid"]
-    return row
-
-
-def summary_rows(records: Sequence[Record]) -> dict[str, list[dict]]:
-    """Per split, what split_summary and protocol_summary read of each index row, from the
-    records the rows are made of (one row per record)."""
-    rows: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        rows[r.split].append(
-            {"split": r.split, "pid": r.pid, "camid": r.camid, "view": r.view, "roles": dict(r.roles)}
-            | ({"num_frames": len(r.frames)} if r.frames else {})
-        )
-    return rows
-
-
-def split_summary(rows: list[dict], shards: list[dict]) -> dict:
-    """A split's manifest entry from its index rows and shard entries (``verify`` recomputes it)."""
-    views = Counter(r["view"] for r in rows)
-    return {
-        "samples": len(rows),
-        "ids": len({r["pid"] for r in rows}),
-        "cameras": sorted({r["camid"] for r in rows}),
-        "views": dict(sorted(views.items())),
-        "frames": sum(r.get("num_frames", 1) for r in rows),
-        "shards": shards,
-    }
-
-
-def protocol_summary(protocols: Sequence[Protocol], rows: list[dict]) -> dict:
-    """The manifest's protocols from the index rows (``verify`` recomputes the counts)."""
-    out = {}
-    for protocol in protocols:
-        sides = {}
-        for role in ("query", "gallery"):
-            roles = ("query", "gallery") if role == "gallery" and protocol.query_in_gallery else (role,)
-            members = [r for r in rows if r["roles"].get(protocol.name) in roles]
-            sides[role] = {
-                "role": role,
-                "splits": sorted({r["split"] for r in members}),
-                "samples": len(members),
-                "ids": len({r["pid"] for r in members}),
-                "views": dict(sorted(Counter(r["view"] for r in members).items())),
-            }
-        out[protocol.name] = {"description": protocol.description, "match": protocol.match, **sides}
-        if protocol.query_in_gallery:  # only when set: other datasets' manifests (and versions) stay as they were
-            out[protocol.name]["query_in_gallery"] = True
-    return out

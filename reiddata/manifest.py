@@ -12,7 +12,6 @@ is cheap (no shard is read), so ``open_dataset`` refuses an edited manifest too.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,8 +20,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import bad_input
+from .shard_format import (
+    BLOCK,
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX,
+    KINDS,
+    MANIFEST,
+    MATCH_RULES,
+    PROTOCOL,
+    SHA256,
+    SPLIT,
+    VERSION,
+    content_version,
+    manifest_digests,
+    shard_name_ok,
+)
 from .storage import FsspecStorage, LocalStorage, storage_for
-from .writer import BLOCK, FORMAT, FORMAT_VERSION, INDEX, MANIFEST, content_version, manifest_digests
 
 __all__ = [
     "index_problems",
@@ -32,20 +46,7 @@ __all__ = [
     "manifest_problems",
     "read_index",
     "meaning_problems",
-    "shard_name_ok",
 ]
-
-SPLIT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-PROTOCOL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-VERSION = re.compile(r"^[0-9a-f]{16}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-KINDS = ("image", "video")
-MATCH_RULES = ("camera", "view")
-
-
-def shard_name_ok(name: object, split: str) -> bool:
-    """Whether ``name`` is ``<split>-NNNNNN.tar``: the only file names a dataset may give us."""
-    return isinstance(name, str) and re.fullmatch(rf"{re.escape(split)}-\d{{6}}\.tar", name) is not None
 
 
 def is_dataset(path: Path) -> bool:

@@ -24,12 +24,11 @@ import pyarrow as pa
 
 from .errors import ReidDataError, bad_input
 from .manifest import load_index, load_manifest, shard_table
+from .shard_format import read_members
 from .storage import ShardCache, default_cache_dir, sha256_of, storage_for
 from .temporal import sample_clips
 
-__all__ = ["ReidDataset", "SampleDecoder", "SharedEpoch", "ShardDataset", "open_dataset", "read_members"]
-
-BLOCK = 512
+__all__ = ["ReidDataset", "SampleDecoder", "SharedEpoch", "ShardDataset", "checked_members"]
 
 
 class SharedEpoch:
@@ -207,60 +206,6 @@ class ReidDataset:
         return [str(self.shard_path(s["name"])) for s in self.split_shards(split)]
 
 
-def open_dataset(location, *, cache_dir: str | Path | None = None):
-    """Open the converted dataset at ``location``: a folder, ``http(s)://...``, ``s3://bucket/prefix``
-    or any fsspec URL. Remote shards are cached, verified, in ``cache_dir`` (else ``$REIDDATA_CACHE``,
-    else the user cache folder). Errors say what is wrong and what to do.
-
-    A list or tuple of locations opens them as one training set (``reiddata.combine``:
-    identities and cameras namespaced per dataset); a one-item list is that dataset."""
-    if isinstance(location, (list, tuple)):
-        if len(location) == 1:
-            return ReidDataset(location[0], cache_dir=cache_dir)
-        from .combine import open_combined
-
-        return open_combined(location, cache_dir=cache_dir)
-    return ReidDataset(location, cache_dir=cache_dir)
-
-
-def _header_ok(header: bytes) -> bool:
-    """Whether a tar header's checksum (bytes 148-155, counted as spaces) matches its bytes."""
-    try:
-        stored = int(header[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
-    except ValueError:
-        return False
-    return stored == sum(header[:148]) + 8 * 32 + sum(header[156:])
-
-
-def read_members(data: bytes, key: str | None = None) -> dict[str, bytes]:
-    """The members of one sample's tar byte range, by extension (``jpg``, ``0000.jpg``, ``json``...).
-
-    Raises ``ValueError`` on a damaged header, a member running past the range, a
-    member of another sample than ``key`` (when given), or no members at all.
-    """
-    out = {}
-    pos = 0
-    while pos + BLOCK <= len(data):
-        header = data[pos : pos + BLOCK]
-        if not header.strip(b"\0"):
-            break
-        if not _header_ok(header):
-            raise ValueError(f"damaged tar header at byte {pos} of the sample")
-        name = header[:100].split(b"\0", 1)[0].decode("ascii", "replace")
-        size = int(header[124:136].split(b"\0", 1)[0] or b"0", 8)
-        member_key, _, ext = name.partition(".")
-        if key is not None and member_key != key:
-            raise ValueError(f"holds member {name!r} where the index places sample {key!r}")
-        start = pos + BLOCK
-        if start + size > len(data):
-            raise ValueError(f"member {name!r} runs past the sample's byte range")
-        out[ext] = data[start : start + size]
-        pos = start + size + (-size % BLOCK)
-    if "json" not in out:
-        raise ValueError("no KEY.json member in the sample's byte range")
-    return out
-
-
 def checked_members(data: bytes, size: int, key: str, *, file, version: str, where: str = "") -> dict[str, bytes]:
     """:func:`read_members` of one sample's ``size`` bytes as read (a short read means a
     truncated shard), or an error naming the file, the dataset and the sample."""
@@ -388,7 +333,7 @@ class ShardDataset:
         clip_length: int = 8,
         seed: int = 0,
     ) -> None:
-        self.dataset = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
+        self.dataset = dataset if isinstance(dataset, ReidDataset) else ReidDataset(dataset)
         if rows is not None:  # any index rows, e.g. the union of every protocol's query and gallery
             self.rows = np.asarray(rows, dtype=np.int64)
         else:

@@ -100,33 +100,36 @@ def dataset_stats(path: Path | str) -> dict:
     }
     if video:
         out["tracklets"] = _tracklet_stats(rows, manifest["split_order"])
-    schema = manifest["attributes"]
-    if schema is not None:
-        attrs, sids = rows["attributes"], rows["sid"]
-        names = [a["name"] for a in schema["attributes"]]
-        values = {
-            s: _value_counts([a for a, sp in zip(attrs, split) if sp == s], names) for s in manifest["split_order"]
-        }
-        by_view = {v: _value_counts([a for a, vw in zip(attrs, view) if vw == v], names) for v in sorted(set(view))}
-        groups = {}
-        for g in schema["groups"]:
-            seen = {"train": set(), "test": set()}
-            for sid, sp in zip(sids, split):
-                if sid is not None and sp in ("train", "query", "gallery"):
-                    seen["train" if sp == "train" else "test"].add(sid[g["name"]])
-            groups[g["name"]] = {
-                "num_sids": g["num_sids"],
-                "train": len(seen["train"]),
-                "test": len(seen["test"]),
-                "test_unseen_in_train": sorted(seen["test"] - seen["train"]),
-            }
-        out["attributes"] = {
-            "values": values,
-            "values_by_view": by_view,
-            "sid_groups": groups,
-            "without_attributes": sum(a is None for a in attrs),
-        }
+    if manifest["attributes"] is not None:
+        out["attributes"] = _attribute_stats(manifest, rows, split, view)
     return out
+
+
+def _attribute_stats(manifest: dict, rows: dict, split: np.ndarray, view: np.ndarray) -> dict:
+    """Attribute values per split and per view, and per SID group the SIDs seen in train and test."""
+    schema = manifest["attributes"]
+    attrs, sids = rows["attributes"], rows["sid"]
+    names = [a["name"] for a in schema["attributes"]]
+    values = {s: _value_counts([a for a, sp in zip(attrs, split) if sp == s], names) for s in manifest["split_order"]}
+    by_view = {v: _value_counts([a for a, vw in zip(attrs, view) if vw == v], names) for v in sorted(set(view))}
+    groups = {}
+    for g in schema["groups"]:
+        seen = {"train": set(), "test": set()}
+        for sid, sp in zip(sids, split):
+            if sid is not None and sp in ("train", "query", "gallery"):
+                seen["train" if sp == "train" else "test"].add(sid[g["name"]])
+        groups[g["name"]] = {
+            "num_sids": g["num_sids"],
+            "train": len(seen["train"]),
+            "test": len(seen["test"]),
+            "test_unseen_in_train": sorted(seen["test"] - seen["train"]),
+        }
+    return {
+        "values": values,
+        "values_by_view": by_view,
+        "sid_groups": groups,
+        "without_attributes": sum(a is None for a in attrs),
+    }
 
 
 def headline_stats(stats: dict) -> dict:
@@ -158,108 +161,88 @@ def _views(side: dict) -> str:
 
 
 def format_stats(stats: dict) -> str:
-    """A human-readable report of :func:`dataset_stats`."""
+    """A human-readable report of :func:`dataset_stats`: one table per section."""
     parts = [f"{stats['source']} ({stats['variant']})  version {stats['version']}  {stats['samples']} samples"]
-    parts.append(
-        _table(
-            ["split", "samples", "ids", "cameras", "views"],
-            [
-                [
-                    name,
-                    s["samples"],
-                    s["ids"],
-                    ",".join(map(str, s["cameras"])),
-                    " ".join(f"{k}:{v}" for k, v in s["views"].items()),
-                ]
-                for name, s in stats["splits"].items()
-            ],
-        )
-    )
-    parts.append(
-        _table(
-            ["protocol", "match", "queries", "query ids", "query views", "gallery", "gallery ids", "gallery views"],
-            [
-                [
-                    name,
-                    p["match"],
-                    p["query"]["samples"],
-                    p["query"]["ids"],
-                    _views(p["query"]),
-                    p["gallery"]["samples"],
-                    p["gallery"]["ids"],
-                    _views(p["gallery"]),
-                ]
-                for name, p in stats["protocols"].items()
-            ],
-        )
-    )
-    tracklets = stats.get("tracklets")
-    if tracklets:
-        parts.append(
-            _table(
-                ["split", "view", "tracklets", "ids", "frames"],
-                [
-                    [r["split"], r["view"], r["tracklets"], r["ids"], r["frames"]]
-                    for r in tracklets["by_split_and_view"]
-                ],
-            )
-        )
-        lengths = tracklets["frames_per_tracklet"]
-        bins = list(next(iter(lengths.values()))["histogram"])
-        parts.append(
-            "frames per tracklet:\n"
-            + _table(
-                ["split", "min", "median", "mean", "max", *bins],
-                [
-                    [s, x["min"], f"{x['median']:g}", x["mean"], x["max"], *x["histogram"].values()]
-                    for s, x in lengths.items()
-                ],
-            )
-        )
-    parts.append(
-        _table(
-            ["view", "frames" if tracklets else "images", "ids", "width min/median/max", "height min/median/max"],
-            [
-                [
-                    v,
-                    s["samples"],
-                    s.get("ids", "?"),
-                    "{min}/{median:g}/{max}".format(**s["width"]),
-                    "{min}/{median:g}/{max}".format(**s["height"]),
-                ]
-                for v, s in stats["sizes_by_view"].items()
-            ],
-        )
-    )
+    parts += [_splits_table(stats), _protocols_table(stats), *_tracklet_tables(stats), _sizes_table(stats)]
     for title in ("dropped", "ignored", "anomalies"):
         if stats[title]:
             parts.append(f"{title}:\n" + "\n".join(f"  {k}: {v}" for k, v in stats[title].items()))
+    parts += _attribute_tables(stats)
+    return "\n\n".join(parts) + "\n"
+
+
+def _splits_table(stats: dict) -> str:
+    body = [
+        [
+            name,
+            s["samples"],
+            s["ids"],
+            ",".join(map(str, s["cameras"])),
+            " ".join(f"{k}:{v}" for k, v in s["views"].items()),
+        ]
+        for name, s in stats["splits"].items()
+    ]
+    return _table(["split", "samples", "ids", "cameras", "views"], body)
+
+
+def _protocols_table(stats: dict) -> str:
+    header = ["protocol", "match", "queries", "query ids", "query views", "gallery", "gallery ids", "gallery views"]
+    body = [
+        [name, p["match"], p["query"]["samples"], p["query"]["ids"], _views(p["query"]), p["gallery"]["samples"],
+         p["gallery"]["ids"], _views(p["gallery"])]
+        for name, p in stats["protocols"].items()
+    ]  # fmt: skip
+    return _table(header, body)
+
+
+def _tracklet_tables(stats: dict) -> list[str]:
+    tracklets = stats.get("tracklets")
+    if not tracklets:
+        return []
+    rows = [[r["split"], r["view"], r["tracklets"], r["ids"], r["frames"]] for r in tracklets["by_split_and_view"]]
+    lengths = tracklets["frames_per_tracklet"]
+    bins = list(next(iter(lengths.values()))["histogram"])
+    per_split = [
+        [s, x["min"], f"{x['median']:g}", x["mean"], x["max"], *x["histogram"].values()] for s, x in lengths.items()
+    ]
+    return [
+        _table(["split", "view", "tracklets", "ids", "frames"], rows),
+        "frames per tracklet:\n" + _table(["split", "min", "median", "mean", "max", *bins], per_split),
+    ]
+
+
+def _sizes_table(stats: dict) -> str:
+    header = ["view", "frames" if stats.get("tracklets") else "images", "ids"]
+    header += ["width min/median/max", "height min/median/max"]
+    body = [
+        [v, s["samples"], s.get("ids", "?"), "{min}/{median:g}/{max}".format(**s["width"]),
+         "{min}/{median:g}/{max}".format(**s["height"])]
+        for v, s in stats["sizes_by_view"].items()
+    ]  # fmt: skip
+    return _table(header, body)
+
+
+def _attribute_tables(stats: dict) -> list[str]:
     attributes = stats["attributes"]
     if attributes is None:
-        parts.append(f"attributes: {stats['attribute_status']}")
-    else:
-        columns = {**attributes["values"], **attributes.get("values_by_view", {})}
-        body = []
-        for name in attributes["values"][next(iter(attributes["values"]))]:
-            keys = sorted({k for c in columns.values() for k in c[name]})
-            for k in keys:
-                body.append([name, k, *(c[name].get(k, 0) for c in columns.values())])
-        parts.append(
-            "attribute values (samples per split and per view):\n" + _table(["attribute", "value", *columns], body)
-        )
-        parts.append(
-            "semantic IDs per group:\n"
-            + _table(
-                ["group", "possible", "in train", "in test", "test-only"],
-                [
-                    [g, s["num_sids"], s["train"], s["test"], len(s["test_unseen_in_train"])]
-                    for g, s in attributes["sid_groups"].items()
-                ],
-            )
-        )
-        if attributes["without_attributes"]:
-            parts.append(f"samples without attributes (distractors): {attributes['without_attributes']}")
-    return "\n\n".join(parts) + "\n"
+        return [f"attributes: {stats['attribute_status']}"]
+    columns = {**attributes["values"], **attributes.get("values_by_view", {})}
+    body = []
+    for name in attributes["values"][next(iter(attributes["values"]))]:
+        keys = sorted({k for c in columns.values() for k in c[name]})
+        for k in keys:
+            body.append([name, k, *(c[name].get(k, 0) for c in columns.values())])
+    groups = [
+        [g, s["num_sids"], s["train"], s["test"], len(s["test_unseen_in_train"])]
+        for g, s in attributes["sid_groups"].items()
+    ]
+    out = [
+        "attribute values (samples per split and per view):\n" + _table(["attribute", "value", *columns], body),
+        "semantic IDs per group:\n" + _table(["group", "possible", "in train", "in test", "test-only"], groups),
+    ]
+    if attributes["without_attributes"]:
+        out.append(f"samples without attributes (distractors): {attributes['without_attributes']}")
+    return out
 
 
 def write_plots(stats: dict, directory: Path) -> list[Path]:

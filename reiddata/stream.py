@@ -1,4 +1,4 @@
-"""Streaming a split with webdataset: sample-level rank split, per-epoch shuffling, exact lengths.
+"""Streaming a split of WebDataset shards: sample-level rank split, per-epoch shuffling, exact lengths.
 
 Each epoch the split's shards are put in an order seeded by ``(seed, epoch)``, the
 same on every rank, and their samples form one sequence of N. Rank r of W reads
@@ -48,7 +48,8 @@ import numpy as np
 import torch.utils.data
 
 from .errors import ReidDataError
-from .reader import ReidDataset, SampleDecoder, checked_members, open_dataset
+from .locations import open_dataset
+from .reader import ReidDataset, SampleDecoder, checked_members
 from .samplers import rank_and_world
 from .storage import fetch_verified
 

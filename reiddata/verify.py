@@ -21,11 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from .hf import CARD, dataset_card
-from .jobs import index_row, protocol_summary, split_summary
 from .manifest import Storage, index_problems, load_manifest, meaning_problems, read_index, shard_table
+from .shard_format import index_row, protocol_summary, split_summary, wids_bytes
 from .sources import Protocol
 from .storage import sha256_of, storage_for
-from .writer import wids_bytes
 
 __all__ = ["verify"]
 

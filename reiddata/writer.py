@@ -1,6 +1,7 @@
 """Deterministic shard writing: tars, ``index.parquet``, wids lists, ``manifest.json``.
 
-Format version 1 (see the README). Everything that ends up on disk is a function of
+The bytes and rules are the format's (``reiddata.shard_format``); this module puts them
+on disk, in parallel writer processes. Everything that ends up on disk is a function of
 the input bytes and the options: tar members are sorted and carry mtime 0, uid/gid 0,
 empty owner names and mode 0644; JSON has sorted keys; nothing records a time or a
 machine path. The dataset is built in a hidden temporary folder beside ``out`` and
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import multiprocessing
 import os
 from collections import deque
@@ -25,33 +25,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import video
-from .errors import ReidDataError, bad_input
+from .errors import bad_input
 from .jpeg import JpegError, decode_check, jpeg_size
+from .shard_format import BLOCK, MANIFEST, RECORD, canonical_json, manifest_bytes, tar_header, wids_bytes
 
 __all__ = [
-    "FORMAT",
-    "FORMAT_VERSION",
     "Item",
     "ShardPlan",
-    "canonical_json",
-    "content_version",
+    "ShardResult",
     "shard_writers",
+    "write_index",
+    "write_manifest",
+    "write_shard",
+    "write_wids",
 ]
 
 J, R = TypeVar("J"), TypeVar("R")  # a writer's job and its result
-
-FORMAT = "reiddata-shards"
-FORMAT_VERSION = 2  # 2: null attributes, manifest digests in the version, dataset card
-MANIFEST = "manifest.json"
-INDEX = "index.parquet"
-
-
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)  # one, not one per call
-
-
-def canonical_json(obj: object) -> bytes:
-    """Sorted keys, no spaces, ASCII: the same object always gives the same bytes."""
-    return _CANONICAL.encode(obj).encode()
 
 
 @dataclass(frozen=True)
@@ -80,37 +69,7 @@ class ShardResult:
     placed: tuple[tuple[int, int, dict], ...]
 
 
-BLOCK = 512
 IOV_MAX = 1024  # buffers per writev call (POSIX minimum of IOV_MAX on Linux)
-RECORD = 20 * BLOCK  # tar pads the archive to whole records, as GNU tar and tarfile do
-
-
-def _header_parts() -> tuple[bytes, bytes, bytes, int]:
-    """The fixed bytes of a USTAR header around its name, size and checksum fields, and
-    their byte sum with the checksum field counted as spaces."""
-    middle = b"0000644\0" + b"0000000\0" + b"0000000\0"  # mode, uid, gid: fields 100-124
-    mtime = b"00000000000\0"  # 136-148
-    tail = b"0" + bytes(100) + b"ustar\x0000" + bytes(BLOCK - 265)  # type, linkname, magic+version, rest
-    # devmajor/devminor stay NUL for regular files, as tarfile writes them
-    return middle, mtime, tail, sum(middle) + sum(mtime) + sum(tail) + 8 * ord(" ")
-
-
-_MIDDLE, _MTIME, _TAIL, _FIXED_SUM = _header_parts()
-
-
-def tar_header(name: str, size: int) -> bytes:
-    """A USTAR header with the fixed metadata of the format (mtime 0, uid/gid 0, mode 0644).
-
-    Built by hand because ``tarfile.addfile`` costs more than the rest of a
-    conversion, from precomputed fixed parts (the checksum is their sum plus the name's
-    and the size field's); ``tests/test_writer.py`` checks the bytes equal tarfile's.
-    """
-    raw = name.encode("ascii")
-    if len(raw) > 100:
-        raise ReidDataError(f"tar member name longer than 100 bytes: {name}")
-    size_field = b"%011o\0" % size
-    checksum = b"%06o\0 " % (_FIXED_SUM + sum(raw) + sum(size_field))
-    return b"".join((raw, bytes(100 - len(raw)), _MIDDLE, size_field, _MTIME, checksum, _TAIL))
 
 
 def _read_file(path: str) -> bytes:
@@ -252,56 +211,5 @@ def write_wids(directory: Path, split: str, shards: Sequence[Mapping], *, datase
     (directory / f"{split}.wids.json").write_bytes(wids_bytes(split, shards, dataset=dataset))
 
 
-def wids_bytes(split: str, shards: Sequence[Mapping], *, dataset: str) -> bytes:
-    """The wids list of ``shards`` (manifest entries: name, samples, bytes); ``verify`` regenerates it."""
-    desc = {
-        "__kind__": "wids-shard-index-v1",
-        "wids_version": 1,
-        "name": f"{dataset}/{split}",
-        "shardlist": [{"url": s["name"], "nsamples": s["samples"], "filesize": s["bytes"]} for s in shards],
-    }
-    return canonical_json(desc) + b"\n"
-
-
 def write_manifest(directory: Path, manifest: dict) -> None:
-    text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=True) + "\n"
-    (directory / MANIFEST).write_text(text)
-
-
-UNHASHED = ("version", "digests", "reiddata_version")  # the version itself; which release wrote it
-
-
-def manifest_digests(manifest: Mapping) -> dict[str, str]:
-    """A short sha256 of each manifest field's canonical JSON (``verify`` names a changed field)."""
-    return {
-        k: hashlib.sha256(canonical_json(v)).hexdigest()[:16] for k, v in sorted(manifest.items()) if k not in UNHASHED
-    }
-
-
-def placement_text(keys: Sequence[str], shards: Sequence[str], offsets: Sequence[int], sizes: Sequence[int]) -> bytes:
-    """``"{key} {shard} {offset} {size}\\n"`` per sample: the index placement as the version hashes it."""
-    return "".join(f"{k} {s} {o} {n}\n" for k, s, o, n in zip(keys, shards, offsets, sizes)).encode()
-
-
-def content_version(
-    shard_hashes: Mapping[str, str], index: pa.Table, digests: Mapping[str, str], *, placement: bytes | None = None
-) -> str:
-    """Hash of every shard's bytes, of where the index places each sample, and of the manifest's meaning.
-
-    The sample metadata in the index is a copy of the ``KEY.json`` members, which the
-    shard hashes already cover (``verify`` checks the copy); the placement (key,
-    shard, offset, size) is hashed as text, so the version does not depend on how
-    pyarrow lays out or writes the table. The manifest's fields (counts, protocols
-    and match rules, camera views, attribute schema, dropped counts, options) enter
-    through their digests: editing one changes the version, and ``verify`` names it.
-    ``placement``: the placement text of ``index`` when the caller has it already.
-    """
-    h = hashlib.sha256()
-    h.update(f"{FORMAT}/{FORMAT_VERSION}\n".encode())
-    for name in sorted(shard_hashes):
-        h.update(f"{name} {shard_hashes[name]}\n".encode())
-    if placement is None:  # ``convert`` passes the text its writers built, shard by shard
-        placement = placement_text(*(index.column(c).to_pylist() for c in ("key", "shard", "offset", "size")))
-    h.update(placement)
-    h.update("".join(f"{k} {v}\n" for k, v in sorted(digests.items())).encode())
-    return h.hexdigest()[:16]
+    (directory / MANIFEST).write_bytes(manifest_bytes(manifest))

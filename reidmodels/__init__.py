@@ -8,9 +8,10 @@ a converted dataset; ``reidmodels train`` / ``evaluate`` (``reidmodels.engine``)
 
 from reiddata import __version__
 
-from .methods import METHODS, build_model
+from .factory import build_model, build_model_from_checkpoint
+from .methods import METHODS
 
-__all__ = ["METHODS", "__version__", "build_model", "load"]
+__all__ = ["METHODS", "__version__", "build_model", "build_model_from_checkpoint", "load"]
 
 
 def load(run_or_checkpoint, *, device: str = "auto"):

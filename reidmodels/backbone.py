@@ -35,11 +35,8 @@ from torch import nn
 __all__ = ["CLIPBackbone", "TINY", "build_clip", "load_vifi", "vifi_state"]
 
 TINY = "reid-tiny"
-TINY_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
+# a 2-layer, 64-wide CLIP for tests and the embedded default: model_configs/reid-tiny.json
+MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 IMAGE_SIZE = (256, 128)  # height, width of person crops
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's normalisation
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -52,7 +49,7 @@ def _open_clip():
     import open_clip
 
     if TINY not in open_clip.list_models():
-        open_clip.factory._MODEL_CONFIGS[TINY] = TINY_CONFIG  # what add_model_config does for a file
+        open_clip.add_model_config(MODEL_CONFIGS)  # our configs, named by their file names
     return open_clip
 
 
@@ -151,13 +148,14 @@ class CLIPBackbone(nn.Module):
         projected = x @ self.visual.proj if self.visual.proj is not None else x
         return {"penultimate": penultimate, "cls": x[:, 0], "proj": projected[:, 0], "tokens": projected[:, 1:]}
 
-    def _embeds(self, images: torch.Tensor, class_shift: torch.Tensor | None) -> torch.Tensor:
-        """open_clip's ``VisionTransformer._embeds`` with ``class_shift`` added to the class token."""
-        if class_shift is None:
-            return self.visual._embeds(images)
+    def embed_patches(self, images: torch.Tensor, class_shift: torch.Tensor | None = None) -> torch.Tensor:
+        """The tokens the first block sees (N, 1 + h*w, width): what open_clip's
+        ``VisionTransformer._embeds`` computes (the same operations in the same order),
+        with ``class_shift`` (N, width) added to the class token when given (SIE, views)."""
         v = self.visual
         x = v.conv1(images).flatten(2).transpose(1, 2)  # (N, grid, width)
-        cls = v.class_embedding.to(x.dtype) + class_shift.to(x.dtype)
+        cls = v.class_embedding.to(x.dtype)
+        cls = cls.expand(x.shape[0], -1) if class_shift is None else cls + class_shift.to(x.dtype)
         x = torch.cat([cls.unsqueeze(1), x], dim=1) + v.positional_embedding.to(x.dtype)
         return v.ln_pre(v.patch_dropout(x))
 
@@ -166,7 +164,7 @@ class CLIPBackbone(nn.Module):
         the penultimate block's class token. ``prompts[i]`` (n_i, width): block i's deep
         prompts (a tensor (layers, n, width) or a list, one per block; fewer than the blocks:
         the later blocks run without); each block's replace the ones before."""
-        x = self._embeds(images, class_shift)  # (N, 1 + h*w, width), ln_pre applied
+        x = self.embed_patches(images, class_shift)  # (N, 1 + h*w, width), ln_pre applied
         blocks = self.visual.transformer.resblocks
         penultimate, n = x[:, 0], 0
         for i, block in enumerate(blocks):

@@ -1,17 +1,54 @@
-"""Checkpoints: written whole or not at all, read back as plain data only, never code."""
+"""Checkpoints: one layout, written whole or not at all, read back as plain data only, never code.
+
+``checkpoint.pt`` holds ``model`` (the state dict), ``optimizer`` and ``scaler`` (the
+stage in progress), the run's :class:`Progress`, what rebuilds the model (``method``,
+``facts``, ``backbone``, ``options``, ``recipe``, ``config``) and, when written
+mid-epoch, ``position`` (sampler, loader and random states). ``reidmodels.factory``
+rebuilds a model from it; the trainer resumes from it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .methods import Method, get_method
+__all__ = ["Progress", "file_hash", "read_checkpoint", "resume_state", "save_checkpoint"]
 
-__all__ = ["file_hash", "load_trained", "read_checkpoint", "resume_state", "save_checkpoint"]
+
+@dataclass
+class Progress:
+    """Where a run stands: epochs done per stage, the stage in progress, the per-epoch log,
+    optimizer steps so far (all stages) and the step each stage began at (warm-ups count from it)."""
+
+    epochs_done: dict = field(default_factory=dict)
+    stage: str | None = None
+    log: list = field(default_factory=list)
+    step: int = 0
+    stage_start: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, state: dict) -> Progress:
+        """The progress a checkpoint records (an empty one for a fresh run)."""
+        return cls(
+            dict(state.get("epochs_done", {})), state.get("stage"), list(state.get("log", [])),
+            state.get("step", 0), dict(state.get("stage_start", {})),
+        )  # fmt: skip
+
+    def state(self, scaler) -> dict:
+        """What a checkpoint records of it, with the AMP scaler's state."""
+        return {
+            "epochs_done": self.epochs_done,
+            "stage": self.stage,
+            "log": self.log,
+            "step": self.step,
+            "stage_start": self.stage_start,
+            "scaler": scaler.state_dict(),
+        }
 
 
 def _plain(value):
@@ -67,25 +104,6 @@ def resume_state(path: Path, model: nn.Module, resume: bool) -> dict:
     model.load_state_dict(saved["model"])
     keep = ("epochs_done", "stage", "stage_start", "log", "step", "optimizer", "scaler", "position")
     return {k: saved[k] for k in keep if k in saved}
-
-
-def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[Method, dict]:
-    """The trained method of a run folder (or checkpoint file), in eval mode, and its facts."""
-    path = Path(checkpoint)
-    path = path / "checkpoint.pt" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint (run `reidmodels train` first)")
-    saved = read_checkpoint(path)
-    if "method" not in saved:
-        raise ValueError(f"{path}: written by an older reidmodels (no method name); train again")
-    method = get_method(saved["method"])
-    size = tuple(saved["recipe"]["image_size"])
-    model = method.build(
-        saved["facts"], backbone=saved["backbone"], pretrained=None, image_size=size, **saved["options"]
-    )
-    model.load_state_dict(saved["model"])
-    info = {k: saved[k] for k in ("method", "recipe", "config", "facts")} | {"sha256": file_hash(path)}
-    return model.to(device).eval(), info
 
 
 def file_hash(path: Path) -> str:

@@ -21,6 +21,7 @@ from . import __version__
 __all__ = ["main"]
 
 
+# long, as a table is: one argparse declaration per option; split, the CLI would read in pieces
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reidmodels", description="CLIP-based ReID models on reiddata shards")
     parser.add_argument("--version", action="version", version=f"reidmodels {__version__}")

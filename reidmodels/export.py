@@ -87,14 +87,7 @@ def export_onnx(
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with warnings.catch_warnings():
-            # the tracer notes Python-side lengths of parameters (constants for this model); the
-            # dynamic batch is checked below, on 8 inputs where the export traced 2
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph, (sample[:2],), str(tmp), input_names=["pixels"], output_names=["features"],
-                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}}, opset_version=opset, dynamo=False,
-            )  # fmt: skip
+        _trace(graph, sample[:2], tmp, opset)
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = session.run(["features"], {"pixels": sample.numpy()})[0]
         diff = float(np.abs(got - expected).max())
@@ -117,3 +110,21 @@ def _output(method: str, mode: str | None) -> int:
     if mode is not None and mode not in MODES:
         raise ValueError(f"PromptSG's mode is one of {', '.join(MODES)}, got {mode!r}")
     return MODES[mode or "composed"]
+
+
+def _trace(graph: nn.Module, sample: torch.Tensor, path: Path, opset: int) -> None:
+    """The TorchScript exporter's ONNX file of ``graph`` on ``sample``, with a dynamic batch."""
+    with warnings.catch_warnings():
+        # the tracer notes Python-side lengths of parameters (constants for this model); the
+        # dynamic batch is checked by the caller, on 8 inputs where the export traced 2
+        warnings.simplefilter("ignore")
+        # attention's fused fast path (taken for frozen weights in eval mode) has no ONNX form
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            torch.onnx.export(
+                graph, (sample,), str(path), input_names=["pixels"], output_names=["features"],
+                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}}, opset_version=opset, dynamo=False,
+            )  # fmt: skip
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)

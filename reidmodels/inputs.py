@@ -4,18 +4,67 @@ evaluation and feature extraction, so the test features are computed one way onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from .methods import Method, Recipe
 from .methods.base import VIEWS
-from .transforms import augment, normalise, resize_to_uint8
+from .transforms import PIPELINES, augment, normalise, resize_to_uint8
 
-__all__ = ["Collate", "model_inputs", "on_device", "to_uint8_tensor"]
+__all__ = ["Collate", "Transforms", "model_inputs", "on_device", "shard_reader", "transforms_for"]
 
 
-def to_uint8_tensor(size: tuple[int, int], mode: str = "bicubic"):
-    """The loader's resize: PIL's antialiased ``mode`` kernel, as the official pipelines resize."""
-    return resize_to_uint8(size, mode)
+@dataclass(frozen=True)
+class Transforms:
+    """What a model's pixels go through. In the loader workers, ``train`` or ``test``: an RGB
+    uint8 H x W x 3 array resized to the recipe's size with its pipeline's PIL kernel, as a
+    uint8 (3, H, W) tensor; on the device, ``model_inputs``: to float, augmented (training)
+    and normalised by ``stats``."""
+
+    image_size: tuple[int, int]
+    train: Callable[[np.ndarray], torch.Tensor]
+    test: Callable[[np.ndarray], torch.Tensor]
+    stats: tuple
+
+
+def transforms_for(recipe: Recipe | dict, stats: tuple) -> Transforms:
+    """The transforms of a recipe (a ``Recipe`` or its dict in a checkpoint; checkpoints from
+    before pipelines were named resize as ``fast-reid``)."""
+    if isinstance(recipe, dict):
+        size, name = tuple(recipe["image_size"]), recipe.get("transforms", "fast-reid")
+    else:
+        size, name = tuple(recipe.image_size), recipe.transforms
+    pipeline = PIPELINES[name]
+    return Transforms(
+        size, resize_to_uint8(size, pipeline.train_resize), resize_to_uint8(size, pipeline.test_resize), stats
+    )
+
+
+def shard_reader(
+    data,
+    *,
+    transform: Callable,
+    split: str | None = None,
+    rows: np.ndarray | None = None,
+    train: bool | None = None,
+    clip_mode: str | None,
+    clip_length: int | None,
+    seed: int = 0,
+):
+    """The one map-style reader of training, a features stage and test: a ``split`` of a
+    dataset (or a combination of several) or its index ``rows``, decoded by OpenCV and
+    resized in the loader workers by ``transform`` (``Transforms.train`` or ``.test``)."""
+    from reiddata import ShardDataset
+    from reiddata.combine import split_reader
+
+    options = {"decode": "numpy", "transform": transform, "train": train, "clip_mode": clip_mode}
+    options |= {"clip_length": clip_length, "seed": seed}
+    if rows is not None:
+        return ShardDataset(data, rows=rows, **options)
+    return split_reader(data, split, **options)
 
 
 class Collate:

@@ -1,4 +1,4 @@
-"""Devices and processes: CUDA when present, and the ranks ``torchrun`` starts."""
+"""Devices and processes: CUDA when present, the ranks ``torchrun`` starts, and what they share (DDP)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["device_for", "distributed_init"]
+__all__ = ["device_for", "distributed_init", "gathered", "mean_across_ranks", "rng_states", "wrap_ddp"]
 
 
 def device_for(name: str, local_rank: int = 0) -> torch.device:
@@ -26,3 +27,45 @@ def distributed_init(device_name: str) -> tuple[int, int, int]:
     if world > 1:
         return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
     return 0, 1, 0
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, world: int) -> nn.Module:
+    """The model as its forward pass runs: itself alone, under DDP with several ranks."""
+    if world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+
+
+def mean_across_ranks(value: float, device: torch.device, world: int) -> float:
+    if world == 1:
+        return value
+    t = torch.tensor([value], device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return float(t) / world
+
+
+def gathered(features: dict, world: int) -> dict:
+    """Every rank's features, labels and keys, in rank order (equal counts: whole sampler batches)."""
+    out = {}
+    for name in ("feature", "label"):
+        parts = [torch.zeros_like(features[name]) for _ in range(world)]
+        dist.all_gather(parts, features[name].contiguous())
+        out[name] = torch.cat(parts)
+    keys: list = [None] * world
+    dist.all_gather_object(keys, features["key"])
+    out["key"] = [k for part in keys for k in part]
+    return out
+
+
+def rng_states(generator: torch.Generator, world: int) -> dict:
+    """Every rank's augmentation and torch random states (gathered: rank 0 writes them all)."""
+    states = [generator.get_state(), torch.get_rng_state()]
+    if world > 1:
+        everyone = [None] * world
+        dist.all_gather_object(everyone, states)
+    else:
+        everyone = [states]
+    return {"generator": [g for g, _ in everyone], "rng": [r for _, r in everyone]}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_trained
+from .factory import build_model_from_checkpoint
 from .inputs import model_inputs
 from .methods.base import VIEWS
 from .runtime import device_for
@@ -161,5 +161,5 @@ class Model:
 def load(run_or_checkpoint: str | Path, *, device: str = "auto") -> Model:
     """The trained model of a run folder or ``checkpoint.pt``, on ``device`` (auto: CUDA when present)."""
     device = device_for(device, 0)
-    method, info = load_trained(run_or_checkpoint, device)
+    method, _, info = build_model_from_checkpoint(run_or_checkpoint, device=device)
     return Model(method, info, device)

@@ -18,7 +18,8 @@ import scipy.io
 
 from reiddata import ReidDataError, convert
 from reiddata.attributes import read_attribute_file
-from reiddata.sources import agreid, agreid_v2
+from reiddata.sources import _agreid_common as agreid
+from reiddata.sources import agreid_v2
 from reiddata.stats import dataset_stats, format_stats
 
 NAME = re.compile(r"^P(\d{4})T(\d{5})A(\d)C(\d)F\d+\.jpg$")

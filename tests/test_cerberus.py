@@ -11,12 +11,13 @@ from conftest import cpu_train_config
 
 from reiddata import ShardDataset, open_dataset
 from reidmodels import build_model
-from reidmodels.checkpoint import load_trained
 from reidmodels.engine import EvalConfig, evaluate, train
 from reidmodels.evaluation import label_based_mean_accuracy, retrieval_metrics
-from reidmodels.inputs import Collate, model_inputs, to_uint8_tensor
+from reidmodels.factory import build_model_from_checkpoint
+from reidmodels.inputs import Collate, model_inputs
 from reidmodels.methods import dataset_facts
 from reidmodels.methods.cerberus import Cerberus, adaptive_margins, align_rows, align_rows_loop, aps_scores
+from reidmodels.transforms import resize_to_uint8
 
 
 def test_adaptive_margin_formula():
@@ -111,14 +112,14 @@ def trained(converted, tmp_path_factory):
 
 def test_par_returns_valid_values_and_aps_ranks_partial_matches_first(converted, trained, tmp_path):
     data = open_dataset(converted("market1501"))
-    model, _ = load_trained(trained, torch.device("cpu"))
+    model, _, _ = build_model_from_checkpoint(trained, device=torch.device("cpu"))
     values = model.attribute_values
     for g in model.group_names:
         for sid in range(model.prototypes[g].shape[0]):
             assert all(v in values[a] for a, v in model.sid_attributes(g, sid).items())
     # APS on the training images: a partial query (hair and gender, other groups unknown)
 
-    train_set = ShardDataset(data, "train", decode="numpy", transform=to_uint8_tensor((128, 64)))
+    train_set = ShardDataset(data, "train", decode="numpy", transform=resize_to_uint8((128, 64)))
     batch = Collate(Cerberus, dataset_facts(data))([train_set[i] for i in range(len(train_set))])
     with torch.no_grad():
         out = model.outputs(model_inputs(batch, torch.device("cpu"), stats=Cerberus.pixel_stats))

@@ -15,7 +15,8 @@ from reiddata import ChunkIdentitySampler, RandomIdentitySampler, convert, open_
 from reidmodels.backbone import TINY, build_clip, load_vifi, vifi_state
 from reidmodels.evaluation import evaluate_protocol
 from reidmodels.methods import get_method
-from reidmodels.methods.base import HALF, IMAGENET_MEAN, lr_factor, warmup_factor
+from reidmodels.methods.base import HALF, IMAGENET_MEAN
+from reidmodels.methods.solver import lr_factor, warmup_factor
 from reidmodels.transforms import PIPELINES, VIDEO_FILL, augment, resize_to_uint8
 
 SIZES = (1, 2, 3, 4, 17, 72)  # skewed identities, as the audit asks
@@ -103,13 +104,13 @@ def test_samplers_are_deterministic_disjoint_across_ranks_and_resume(cls):
 
 def test_engine_takes_the_epoch_length_from_the_sampler(converted):
     from reiddata import ShardDataset
-    from reidmodels.engine import SAMPLERS, _epoch_plan
+    from reidmodels.engine.data import SAMPLERS, epoch_plan
 
     data = open_dataset(converted("g2a-vreid", "v2"))
     recipe = get_method("vsla-clip").recipe.with_overrides({"p": 3})  # the synthetic set has 6 identities
     labels = ShardDataset(data, "train").labels
     sampler = SAMPLERS[recipe.sampler](labels, p=recipe.p, k=recipe.k, seed=0, rank=0, world_size=1)
-    passes, steps = _epoch_plan(recipe.stages["stage2"], recipe, {}, sampler, 1, 0, None)
+    passes, steps = epoch_plan(recipe.stages["stage2"], recipe, {}, sampler, 1, 0, None)
     sampler.set_epoch(0)
     assert (passes, steps) == (1, len(sampler))
     per_identity = Counter(labels.tolist())
@@ -182,7 +183,13 @@ def test_ft_clip_recipe_is_its_official_config():
     s2 = recipe.stages["stage2"]
     assert (s2.lr, s2.epochs, s2.milestones, s2.warmup_epochs, s2.warmup_from) == (5e-6, 120, (60, 90), 10, 0.1)
     assert (s2.weight_decay, s2.weight_decay_bias, s2.bias_lr_factor) == (2.5e-4, 1e-4, 2.0)
-    assert recipe.extra == {"id_weight": 0.25, "i2t_weight": 1.0, "supcon_weight": 1.0, "triplet_metric": "cosine"}
+    assert (recipe.id_weight, recipe.i2t_weight, recipe.supcon_weight, recipe.triplet_metric) == (
+        0.25,
+        1.0,
+        1.0,
+        "cosine",
+    )
+    assert recipe.extra == {}
     assert (recipe.sampler, recipe.transforms, recipe.p, recipe.k) == ("chunks", "vsla-clip", 8, 4)
 
 

@@ -14,9 +14,9 @@ import torch
 from reiddata import ReidDataError, ShardDataset, open_dataset
 from reiddata.cli import main
 from reiddata.manifest import shard_table
+from reiddata.shard_format import content_version, manifest_digests
 from reiddata.stream import StreamingDataset
 from reiddata.verify import verify
-from reiddata.writer import content_version, manifest_digests
 
 
 @pytest.fixture

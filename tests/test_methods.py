@@ -15,8 +15,9 @@ from reidmodels import METHODS, build_model
 from reidmodels.backbone import build_clip
 from reidmodels.engine import EvalConfig, evaluate, train
 from reidmodels.methods import get_method
-from reidmodels.methods.base import HALF, IMAGENET_MEAN, lr_factor
+from reidmodels.methods.base import HALF, IMAGENET_MEAN
 from reidmodels.methods.clip_reid import CLIPReID
+from reidmodels.methods.solver import lr_factor
 
 DATASET = {
     "clip-reid": "market1501",
@@ -85,6 +86,11 @@ def test_every_method_trains_checkpoints_resumes_and_evaluates(name, converted, 
 
 GENERIC_MODULES = (
     "engine",
+    "engine.config",
+    "engine.data",
+    "engine.hooks",
+    "engine.trainer",
+    "factory",
     "inputs",
     "checkpoint",
     "runtime",
@@ -122,6 +128,7 @@ def test_the_layer_11_class_token_is_the_penultimate_block_output():
     x = torch.randn(2, 3, 256, 128)
     f = clip.image_features(x)
     tokens = clip.visual._embeds(x)
+    assert torch.equal(clip.embed_patches(x), tokens)  # our copy of open_clip's private step, exactly
     first = clip.visual.transformer.resblocks[0](tokens)  # 2 blocks: the penultimate is the first
     assert torch.allclose(f["penultimate"], first[:, 0], atol=1e-5)
     assert torch.allclose(f["proj"], clip.encode_image(x)[0], atol=1e-5)
@@ -143,7 +150,14 @@ def test_official_hyper_parameters_are_pinned():
         0.1,
     )
     assert (r.p, r.k, r.image_size, r.flip, r.pad, r.random_erasing) == (16, 4, (256, 128), 0.5, 10, 0.5)
-    assert (r.label_smoothing, r.triplet_margin, r.extra["id_weight"]) == (0.1, 0.3, 0.25)
+    assert (r.label_smoothing, r.triplet_margin, r.id_weight) == (0.1, 0.3, 0.25)
+    assert (r.triplet_weight, r.i2t_weight, r.supcon_weight, r.triplet_metric, r.extra) == (
+        1.0,
+        1.0,
+        0.0,
+        "euclidean",
+        {},
+    )
     assert METHODS["clip-reid"].pixel_stats == HALF and METHODS["latex"].pixel_stats == HALF
     lt = METHODS["latex"].recipe
     t = lt.stages["train"]
@@ -157,7 +171,7 @@ def test_official_hyper_parameters_are_pinned():
     )
     assert (t.schedule, t.warmup_from, lt.p, lt.k, lt.pad, lt.random_erasing) == ("warmup-cosine", 0.01, 16, 8, 10, 0.5)
     assert (t.weight_decay_bias, t.weight_decay_norm) == (5e-4, 5e-4)
-    assert lt.extra == {"backbone_lr": 5e-6, "id_weight": 0.25, "id_smoothing": 0.0, "attribute_smoothing": 0.1}
+    assert lt.extra == {"backbone_lr": 5e-6, "id_smoothing": 0.0, "attribute_smoothing": 0.1} and lt.id_weight == 0.25
     v = METHODS["clip-video"].recipe
     assert (v.p, v.k, v.clip_length, v.stages["train"].lr, v.stages["train"].milestones) == (8, 4, 8, 5e-6, (30, 50))
     vs = METHODS["vsla-clip"].recipe
@@ -166,14 +180,16 @@ def test_official_hyper_parameters_are_pinned():
     assert (v2.lr, v2.bias_lr_factor, v2.weight_decay, v2.weight_decay_bias) == (1e-4, 2.0, 2.5e-4, 1e-4)
     assert (v2.epochs, v2.milestones) == (120, (60, 90))
     assert (v2.warmup_epochs, v2.warmup_from, vs.stages["stage1"].epochs) == (10, 0.1, 120)
-    assert vs.extra["triplet_metric"] == "cosine" and METHODS["vsla-clip"].pixel_stats == IMAGENET_MEAN
+    assert (vs.triplet_metric, vs.id_weight, vs.supcon_weight) == ("cosine", 0.25, 1.0) and METHODS[
+        "vsla-clip"
+    ].pixel_stats == IMAGENET_MEAN
     ft = METHODS["ft-clip"].recipe
     assert ft.stages["stage1"] == vs.stages["stage1"] and ft.stages["stage2"].lr == 5e-6  # configs/ft/vit_ft.yml
-    assert ft.extra == vs.extra and ft.extra["supcon_weight"] == 1.0
+    assert (ft.id_weight, ft.i2t_weight, ft.supcon_weight, ft.triplet_metric) == (0.25, 1.0, 1.0, "cosine")
     ps = METHODS["promptsg"].recipe
     pt = ps.stages["train"]
     assert (pt.lr, ps.extra["new_lr"], pt.epochs, pt.milestones, pt.weight_decay) == (5e-6, 5e-5, 60, (20, 40), 1e-4)
-    assert (ps.p, ps.k, ps.extra["supcon_weight"], ps.label_smoothing) == (16, 4, 0.5, 0.1)
+    assert (ps.p, ps.k, ps.supcon_weight, ps.label_smoothing) == (16, 4, 0.5, 0.1)
     c = METHODS["cerberus"].recipe
     assert (c.p, c.k, c.image_size, c.stages["train"].passes, c.stages["train"].lr) == (16, 4, (384, 128), 1, 3.5e-4)
     assert (c.sampler, c.stages["train"].batches) == ("identity", "images")  # 202 batches an epoch on Market-1501
@@ -207,7 +223,9 @@ def test_hparams_overrides_are_checked():
         recipe.with_overrides({"stages": {"train": {"epochs": 1}}})
     with pytest.raises(ValueError, match="unknown stage fields \\['epoch'\\]"):
         recipe.with_overrides({"stages": {"stage1": {"epoch": 1}}})
-    merged = recipe.with_overrides({"extra": {"id_weight": 1.0}}).extra  # named weights only, the rest kept
-    assert merged == {"id_weight": 1.0, "triplet_weight": 1.0, "i2t_weight": 1.0}
-    with pytest.raises(ValueError, match="unknown extra hparams \\['id_wieght'\\]"):
-        recipe.with_overrides({"extra": {"id_wieght": 1.0}})
+    assert recipe.with_overrides({"id_weight": 1.0}).id_weight == 1.0  # a typed loss weight
+    latex = METHODS["latex"].recipe
+    merged = latex.with_overrides({"extra": {"backbone_lr": 1e-3}}).extra  # named ones only, the rest kept
+    assert merged == {"backbone_lr": 1e-3, "id_smoothing": 0.0, "attribute_smoothing": 0.1}
+    with pytest.raises(ValueError, match="unknown extra hparams \\['backbone_rl'\\]"):
+        latex.with_overrides({"extra": {"backbone_rl": 1.0}})

@@ -20,7 +20,7 @@ from reiddata.manifest import shard_table
 from reiddata.pages import show
 from reiddata.pages.dataset import filmstrip
 from reiddata.pages.html import page_json
-from reiddata.writer import content_version, manifest_digests
+from reiddata.shard_format import content_version, manifest_digests
 from reidmodels.evaluation.failures import pick_queries
 
 HOSTILE = '<script>window.__pwned = 1</script>"\'<img src=x onerror="window.__pwned = 2">'

@@ -55,7 +55,8 @@ def test_both_interaction_readings_and_inference_modes_give_unit_features():
 def test_tiny_promptsg_lowers_its_loss_and_evaluates_both_modes(converted, tmp_path):
     data = converted("market1501")
     hparams = {"p": 3, "k": 2, "random_erasing": 0.0, "stages": {"train": {"epochs": 6, "lr": 1e-3}}}
-    hparams["extra"] = {"new_lr": 1e-3, "supcon_weight": 0.5}
+    hparams["extra"] = {"new_lr": 1e-3}
+    hparams["supcon_weight"] = 0.5
     config = cpu_train_config(data, tmp_path / "run", method="promptsg", hparams=hparams, max_steps_per_epoch=3)
     train(config)
     with open(tmp_path / "run" / "train_log.csv") as f:

@@ -10,7 +10,7 @@ import pytest
 from rerank_reference import dense_rerank
 
 from reidmodels.evaluation import expected_random_ap, pairwise_distance, rank_features, rank_metrics
-from reidmodels.evaluation.ranking import DENSE_BYTES
+from reidmodels.evaluation.memory import DENSE_BYTES
 from reidmodels.evaluation.rerank import rerank_settings
 
 

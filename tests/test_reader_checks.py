@@ -14,8 +14,8 @@ import torch
 
 from reiddata import ReidDataError, ShardDataset, convert, open_dataset, synth
 from reiddata.manifest import shard_table
+from reiddata.shard_format import content_version
 from reiddata.stream import StreamingDataset
-from reiddata.writer import content_version
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from reiddata import SOURCES, ReidDataError, get_source
-from reiddata.synth.layouts import LAYOUTS
+from reiddata.synthetic.layouts import LAYOUTS
 from reiddata.verify import verify
 
 CASES = [(name, None) for name in sorted(SOURCES)]

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ReidDataError
-from ..reader import ReidDataset, open_dataset
+from ..locations import open_dataset
+from ..reader import ReidDataset
 from ..temporal import sample_clips
 from .html import write_page, written_page
 from .thumbs import PER_SHEET, SHEET_COLUMNS, TILE, Tile, render_sheets

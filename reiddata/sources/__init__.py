@@ -1,4 +1,8 @@
-"""Registry of source datasets: CLI name -> the module's ``SOURCE`` facts."""
+"""Registry of source datasets: CLI name -> the module's ``SOURCE`` facts.
+
+One module per source; modules whose name starts with ``_`` are helpers shared by
+some of them (AG-ReID's identity and attributes, the MARS table format), not sources.
+"""
 
 from __future__ import annotations
 

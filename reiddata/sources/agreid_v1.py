@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import bad_input
-from . import agreid
+from . import _agreid_common as agreid
 from .base import Parsed, Protocol, Source, check_camera, find_base, list_jpgs
 
 NAME = "agreid-v1"

@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..errors import bad_input
-from . import agreid
+from . import _agreid_common as agreid
 from .base import Parsed, Protocol, Source, check_camera, check_image_entry, find_base, list_jpgs
 
 NAME = "agreid-v2"

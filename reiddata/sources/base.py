@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from ..attributes import AttributeSchema, AttributeTable
 from ..errors import bad_input
+from ..shard_format import MATCH_RULES, VIEWS
 
 __all__ = [
     "Parsed",
@@ -22,9 +23,6 @@ __all__ = [
     "list_jpgs",
     "parse_folder_splits",
 ]
-
-VIEWS = ("aerial", "ground", "wearable")
-MATCH_RULES = ("camera", "view")
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ._mars_format import REQUIRED, NameRule, parse_base
 from .base import Parsed, Protocol, Source, find_base
-from .mars_format import REQUIRED, NameRule, parse_base
 
 NAME = "g2a-vreid"
 CAMERA_VIEWS = {1: "ground", 2: "aerial"}  # camera 1 ground, camera 2 UAV

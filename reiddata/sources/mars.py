@@ -1,7 +1,7 @@
 """MARS (Zheng et al. 2016): 1,261 identities, 6 ground cameras, tracklets in the MARS format.
 
 Layout from ``FHR-L/VSLA-CLIP`` ``datasets/data_manager.py`` (class ``Mars``) and
-the MARS evaluation kit: see :mod:`.mars_format`. Frame names are
+the MARS evaluation kit: see :mod:`._mars_format`. Frame names are
 ``0001C1T0001F001.jpg`` (pid folder, camera, tracklet, frame); junk frames sit in
 ``00-1/`` and their rows (pid -1) are dropped; distractor rows (pid 0) stay in the
 gallery as pid 0. Expected: 8,298 train tracklets, 1,980 queries, 11,310 gallery.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ._mars_format import REQUIRED, NameRule, parse_base
 from .base import Parsed, Protocol, Source, find_base
-from .mars_format import REQUIRED, NameRule, parse_base
 
 NAME = "mars"
 CAMERA_VIEWS = {c: "ground" for c in range(1, 7)}

@@ -22,11 +22,8 @@ import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 
-from reiddata import ShardDataset
-
-from ..inputs import Collate, model_inputs, to_uint8_tensor
+from ..inputs import Collate, model_inputs, shard_reader, transforms_for
 from ..methods import Method
-from ..transforms import PIPELINES
 
 __all__ = ["cache_name", "extract_features", "read_feature_cache", "test_rows", "write_feature_cache"]
 
@@ -98,17 +95,9 @@ def extract_features(
 
     Every rank must call it (under ``torchrun`` the ranks gather)."""
     first, last = batch_share(len(rows), batch_size, rank, world)
-    dataset = ShardDataset(
-        data,
-        rows=rows[first:last],
-        decode="numpy",
-        # the pipeline's test resize (checkpoints from before pipelines were named: bicubic)
-        transform=to_uint8_tensor(
-            tuple(recipe["image_size"]), PIPELINES[recipe.get("transforms", "fast-reid")].test_resize
-        ),
-        train=False,
-        clip_mode=clip_mode,
-        clip_length=clip_length,
+    transform = transforms_for(recipe, model.pixel_stats).test  # the pipeline's test resize
+    dataset = shard_reader(
+        data, rows=rows[first:last], transform=transform, train=False, clip_mode=clip_mode, clip_length=clip_length
     )
     collate = Collate(type(model), facts)  # the attribute vocabulary the model was built with
     features, predictions = _extract(

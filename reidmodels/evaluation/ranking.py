@@ -28,12 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .memory import DEFAULT_MEMORY, default_memory, rows_per_block
 from .metrics import expected_random_ap
 
 __all__ = ["DEFAULT_MEMORY", "distance_blocks", "evaluate_protocol", "pick_device", "rank_features", "rows_per_block"]
 
-DEFAULT_MEMORY = 1 << 30  # bytes for the working set of one block (features not counted)
-DENSE_BYTES = 10  # per (query, gallery) cell of a block: distance, candidate mask, match mask, slack
 CANDIDATE_BYTES = 64  # per candidate being ranked: indices, key, order, gathered values
 
 
@@ -42,19 +41,6 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def default_memory(device: torch.device) -> int:
-    """1 GiB on the CPU; on a GPU a quarter of its free memory (at least 1 GiB)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return max(DEFAULT_MEMORY, free // 4)
-    return DEFAULT_MEMORY
-
-
-def rows_per_block(gallery: int, memory: int, *, cell_bytes: int = DENSE_BYTES) -> int:
-    """How many query rows of ``gallery`` distances fit ``memory`` bytes (at least 1)."""
-    return max(1, int(memory // (max(gallery, 1) * cell_bytes)))
 
 
 def _as_tensor(features, device: torch.device, name: str) -> torch.Tensor:

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .ranking import rows_per_block
+from .memory import rows_per_block
 
 __all__ = ["PRESETS", "rerank_blocks", "rerank_settings"]
 

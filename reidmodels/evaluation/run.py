@@ -21,7 +21,8 @@ import torch
 
 from reiddata import open_dataset
 
-from ..checkpoint import load_trained
+from ..factory import build_model_from_checkpoint
+from ..methods import dataset_facts
 from ..runtime import device_for, distributed_init
 from .features import cache_name, extract_features, read_feature_cache, test_rows, write_feature_cache
 from .ranking import evaluate_protocol
@@ -57,8 +58,6 @@ def check_schema(model, info: dict, data) -> None:
     (any other is fine for the rest: cross-domain runs, e.g. Market-1501 -> DukeMTMC-reID)."""
     if not {"attributes", "sid"} & set(type(model).fields):
         return
-    from ..methods import dataset_facts
-
     trained, here = info["facts"], dataset_facts(data)
     keys = ("attribute_names", "attribute_values")
     if any(trained[k] != here[k] for k in keys):
@@ -167,7 +166,7 @@ def evaluate(config: EvalConfig) -> dict:
     metrics on rank 0 and ``{}`` on the other ranks of a ``torchrun`` job."""
     rank, world, local_rank = distributed_init(config.device)
     device = device_for(config.device, local_rank)
-    model, info = load_trained(config.checkpoint, device)
+    model, _, info = build_model_from_checkpoint(config.checkpoint, device=device)
     data = open_dataset(config.data)
     check_schema(model, info, data)
     rows, features, predictions = test_features(model, info, data, config, device=device, rank=rank, world=world)

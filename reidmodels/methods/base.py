@@ -16,16 +16,15 @@ batch fields it needs, its pixel statistics, and implements:
   recognition, attribute search).
 
 The engine (``reidmodels.engine``) trains and evaluates any method through these,
-and knows none by name.
+and knows none by name. The parts methods share sit beside this module: the recipe
+(``recipe``), the solver (``solver``: optimiser groups, schedules), heads (``heads``:
+the BNNeck), prompts (``prompts``: template slots, prompt learners) and what a method
+reads of a dataset (``facts``).
 """
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -33,157 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CLIP_MEAN", "HALF", "IMAGENET_MEAN", "VIEWS", "Method", "Recipe", "StagePlan", "dataset_facts", "lr_factor"]
+from reiddata.shard_format import VIEWS  # a batch carries the view as its index here
 
-VIEWS = ("aerial", "ground", "wearable")  # the views reiddata writes; a batch carries the index here
+from .heads import BNNeck
+from .recipe import Recipe, StagePlan
+from .solver import parameter_groups
+
+__all__ = ["CLIP_MEAN", "HALF", "IMAGENET_MEAN", "VIEWS", "Method", "Recipe", "StagePlan", "unit"]
+
 CLIP_MEAN = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))  # OpenAI CLIP's
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # to [-1, 1]: CLIP-ReID's and LATex's configs
 IMAGENET_MEAN = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-SAMPLER_NAMES = ("identity", "chunks", "balanced")  # reiddata's RandomIdentitySampler, ChunkIdentitySampler, ...
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """One training stage: what the official code's optimiser and scheduler do, per epoch.
-
-    ``schedule``:
-    - ``constant``: ``lr`` after a linear warm-up from ``warmup_from * lr``;
-    - ``warmup-cosine``: linear warm-up from ``warmup_from * lr`` over ``warmup_epochs``
-      (epoch counted from 0), then a cosine over the remaining epochs to ``min_lr``;
-    - ``multistep``: that warm-up, then x ``gamma`` at each of ``milestones``
-      (``WarmupMultiStepLR`` stepped at the start of each epoch: epoch e, counted
-      from 1, is its step e);
-    - ``cosine``: timm's ``CosineLRScheduler`` stepped with the epoch counted from 1
-      (warm-up from ``warmup_from * lr`` for ``warmup_epochs``, then
-      ``min_lr + (lr - min_lr) (1 + cos(pi e / epochs)) / 2``).
-
-    ``batches``: ``images`` or ``identities``: P x K batches from the recipe's sampler
-    (the official one: ``passes`` passes of it, each walking every item once; the
-    ``balanced`` one: about train images / (P K) batches for ``images``, ``passes``
-    times every identity once for ``identities``), or ``features`` (features computed once by the method's
-    ``stage_features`` on unaugmented inputs, shuffled batches of ``feature_batch``,
-    ceil(N / batch) per epoch).
-    """
-
-    epochs: int
-    lr: float
-    optimizer: str = "adam"
-    weight_decay: float = 1e-4
-    weight_decay_bias: float | None = None  # None: weight_decay
-    weight_decay_norm: float | None = None  # BN / LayerNorm parameters (fastreid's rule); None: as the others
-    bias_lr_factor: float = 1.0
-    schedule: str = "constant"
-    warmup_epochs: int = 0
-    warmup_from: float = 0.01
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    min_lr: float = 0.0
-    batches: str = "images"
-    passes: int = 1
-    feature_batch: int = 64
-    # features stage: "plain" (every train item once, test transform: CLIP-ReID) or "sampler" (one
-    # pass of the recipe's sampler with the training transform and random frames: VSLA-CLIP);
-    # its batches per epoch: "ceil" (N / batch rounded up) or "floor" (the partial one dropped)
-    feature_source: str = "plain"
-    feature_rounding: str = "ceil"
-    warmup_iters: int = 0  # a linear warm-up over the stage's first N iterations (fast-reid's, LATex)
-    grad_clip: float | None = None  # L2 norm per parameter (LATex)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A method's official hyper-parameters. ``stages`` in training order."""
-
-    stages: dict[str, StagePlan]
-    p: int = 16
-    k: int = 4
-    image_size: tuple[int, int] = (256, 128)
-    flip: float = 0.5
-    pad: int = 0
-    random_erasing: float = 0.0
-    label_smoothing: float = 0.1
-    triplet_margin: float | None = 0.3
-    clip_length: int = 8
-    clip_mode: str = "restricted"
-    # identity: the official image RandomIdentitySampler (every item once an epoch, in chunks of K);
-    # chunks: the official video one (VSLA-CLIP); balanced: every identity once a pass
-    sampler: str = "identity"
-    transforms: str = "clip-reid"  # the official input pipeline: a key of reidmodels.transforms.PIPELINES
-    extra: dict = field(default_factory=dict)  # method-specific numbers (loss weights...)
-
-    def __post_init__(self) -> None:
-        from ..transforms import PIPELINES
-
-        if self.sampler not in SAMPLER_NAMES:
-            raise ValueError(f"sampler {self.sampler!r} unknown: use one of {SAMPLER_NAMES}")
-        if self.transforms not in PIPELINES:
-            raise ValueError(f"transforms {self.transforms!r} unknown: use one of {sorted(PIPELINES)}")
-
-    def with_overrides(self, overrides: dict) -> Recipe:
-        """This recipe with ``overrides`` (a params.yaml ``hparams`` section): top-level
-        fields, and ``stages: {name: {field: value}}``. Unknown names are errors."""
-        top = {f.name for f in dataclasses.fields(self)} - {"stages"}
-        unknown = sorted(set(overrides) - top - {"stages"})
-        if unknown:
-            raise ValueError(f"unknown hparams {unknown}: valid are {sorted(top | {'stages'})}")
-        stages = dict(self.stages)
-        for name, changes in (overrides.get("stages") or {}).items():
-            if name not in stages:
-                raise ValueError(f"unknown stage {name!r}: this method's stages are {list(stages)}")
-            valid = {f.name for f in dataclasses.fields(StagePlan)}
-            bad = sorted(set(changes) - valid)
-            if bad:
-                raise ValueError(f"unknown stage fields {bad}: valid are {sorted(valid)}")
-            if "milestones" in changes:
-                changes = {**changes, "milestones": tuple(changes["milestones"])}
-            stages[name] = dataclasses.replace(stages[name], **changes)
-        rest = {k: v for k, v in overrides.items() if k != "stages"}
-        if "extra" in rest:  # the method's own weights and rates: named ones only, the rest kept
-            bad = sorted(set(rest["extra"]) - set(self.extra))
-            if bad:
-                raise ValueError(f"unknown extra hparams {bad}: this method's are {sorted(self.extra)}")
-            rest["extra"] = {**self.extra, **rest["extra"]}
-        if "image_size" in rest:
-            rest["image_size"] = tuple(rest["image_size"])
-        return dataclasses.replace(self, stages=stages, **rest)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def warmup_factor(plan: StagePlan, iteration: int) -> float:
-    """fast-reid's linear iteration warm-up: from ``warmup_from`` to 1 over ``warmup_iters``
-    (iteration counted from 0 within the stage), multiplying the epoch's rate."""
-    if iteration >= plan.warmup_iters:
-        return 1.0
-    alpha = iteration / plan.warmup_iters
-    return plan.warmup_from * (1 - alpha) + alpha
-
-
-def lr_factor(plan: StagePlan, epoch: int) -> float:
-    """The learning rate of ``epoch`` (counted from 0) as a multiple of ``plan.lr``."""
-    if plan.schedule == "cosine":
-        t = epoch + 1  # timm's scheduler, stepped with the epoch counted from 1
-        if t < plan.warmup_epochs:
-            return plan.warmup_from + t * (1 - plan.warmup_from) / plan.warmup_epochs
-        floor = plan.min_lr / plan.lr
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t / plan.epochs))
-    if plan.schedule == "warmup-cosine":
-        if epoch < plan.warmup_epochs:
-            return plan.warmup_from + (1 - plan.warmup_from) * epoch / plan.warmup_epochs
-        progress = (epoch - plan.warmup_epochs) / max(plan.epochs - plan.warmup_epochs, 1)
-        floor = min(plan.min_lr / plan.lr, 1.0)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    if plan.schedule not in ("constant", "multistep"):
-        raise ValueError(f"unknown schedule {plan.schedule!r}: constant, multistep, cosine or warmup-cosine")
-    step = epoch + 1  # stepped at the start of each epoch
-    warm = 1.0
-    if step < plan.warmup_epochs:
-        alpha = step / plan.warmup_epochs
-        warm = plan.warmup_from * (1 - alpha) + alpha
-    if plan.schedule == "constant":
-        return warm
-    return warm * plan.gamma ** bisect.bisect_right(plan.milestones, step)
 
 
 class Method(nn.Module):
@@ -217,30 +76,29 @@ class Method(nn.Module):
     def trains(self, name: str, stage: str) -> bool:
         raise NotImplementedError
 
+    def frozen(self) -> set[str]:
+        """Names of the parameters no stage trains, whatever ``trains`` says: the BNNecks'
+        shifts (frozen where they are built, ``heads.BNNeck``)."""
+        return {f"{name}.bias" for name, m in self.named_modules() if isinstance(m, BNNeck)}
+
     def trainable_parameters(self, stage: str | None = None) -> Iterator[tuple[str, nn.Parameter]]:
         """``(name, parameter)`` of what learns in ``stage`` (None: in any stage)."""
         stages = self.stages if stage is None else (stage,)
+        frozen = self.frozen()
         for name, p in self.named_parameters():
-            if any(self.trains(name, s) for s in stages):
+            if name not in frozen and any(self.trains(name, s) for s in stages):
                 yield name, p
 
+    def set_trainable(self, stage: str | None = None) -> None:
+        """``requires_grad`` on exactly the parameters that learn in ``stage`` (None: in any)."""
+        trained = {id(p) for _, p in self.trainable_parameters(stage)}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in trained)
+
     def parameter_groups(self, stage: str, recipe: Recipe) -> list[dict]:
-        """Optimiser groups: biases at ``bias_lr_factor`` x lr with ``weight_decay_bias``
-        (the official ReID codebases' rule); methods add their own rates by overriding."""
-        plan = recipe.stages[stage]
-        norm_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
-        norms = {id(p) for m in self.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
-        groups = []
-        for name, p in self.trainable_parameters(stage):
-            bias = "bias" in name  # as the official optimisers test it: attention in_proj_bias too
-            lr = plan.lr * (plan.bias_lr_factor if bias else 1.0)
-            decay = plan.weight_decay
-            if id(p) in norms and plan.weight_decay_norm is not None:
-                decay = plan.weight_decay_norm
-            if bias and plan.weight_decay_bias is not None:
-                decay = plan.weight_decay_bias
-            groups.append({"params": [p], "lr": lr, "initial_lr": lr, "weight_decay": decay})
-        return groups
+        """Optimiser groups of what learns in ``stage`` (``solver.parameter_groups``: the
+        official bias and norm rules); methods add their own rates by overriding."""
+        return parameter_groups(self, self.trainable_parameters(stage), recipe.stages[stage])
 
     def begin_stage(self, stage: str) -> None:
         """Called before a stage's first epoch (after a resume too)."""
@@ -271,30 +129,3 @@ class Method(nn.Module):
 
 def unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x.float(), dim=-1)
-
-
-def dataset_facts(data) -> dict:
-    """What a method needs from a converted dataset: train identities and images,
-    attribute values, SID groups and, per SID, how many training persons have it."""
-    schema = data.manifest.get("attributes")
-    train = data.manifest["splits"]["train"]
-    facts = {
-        "kind": data.kind,
-        "num_classes": int(train["ids"]),
-        "train_samples": int(train["samples"]),
-        "attribute_classes": [len(a["values"]) for a in schema["attributes"]] if schema else None,
-        "attribute_names": [a["name"] for a in schema["attributes"]] if schema else [],
-        "attribute_values": [a["values"] for a in schema["attributes"]] if schema else [],
-        "groups": schema["groups"] if schema else [],
-        # the cameras of the labelled splits (distractors' -1 left out): CLIP-ReID's SIE sizes by them
-        "cameras": sorted({c for s in data.manifest["splits"].values() for c in s["cameras"] if c >= 0}),
-    }
-    if schema:
-        rows = [r for r in data.index.select(["split", "pid", "sid"]).to_pylist() if r["split"] == "train" and r["sid"]]
-        persons = {r["pid"]: r["sid"] for r in rows}
-        facts["persons"] = len(persons)
-        facts["sid_counts"] = {
-            g["name"]: np.bincount([s[g["name"]] for s in persons.values()], minlength=g["num_sids"]).tolist()
-            for g in schema["groups"]
-        }
-    return facts

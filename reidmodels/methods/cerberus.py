@@ -34,7 +34,7 @@ from torch import nn
 
 from .. import losses
 from ..backbone import TINY
-from ..evaluation import label_based_mean_accuracy, retrieval_metrics
+from ..evaluation.metrics import label_based_mean_accuracy, retrieval_metrics
 from .base import IMAGENET_MEAN, Method, Recipe, StagePlan
 
 __all__ = ["Cerberus", "adaptive_margins", "align_rows", "aps_scores"]

@@ -32,41 +32,10 @@ from torch import nn
 from .. import losses
 from ..backbone import CLIPBackbone, build_clip
 from .base import HALF, Method, Recipe, StagePlan, unit
+from .heads import bnneck
+from .prompts import PromptLearner
 
-__all__ = ["CLIPReID", "PromptLearner"]
-
-TEMPLATE = "A photo of a {} person."
-
-
-def bnneck(dim: int, num_classes: int) -> tuple[nn.BatchNorm1d, nn.Linear]:
-    """BN (its shift frozen by ``trains``) and a bias-free classifier, std 0.001 (BoT's init)."""
-    bn = nn.BatchNorm1d(dim)
-    classifier = nn.Linear(dim, num_classes, bias=False)
-    nn.init.normal_(classifier.weight, std=0.001)
-    return bn, classifier
-
-
-class PromptLearner(nn.Module):
-    """Per-identity text tokens in a fixed template, through the frozen text encoder."""
-
-    def __init__(self, backbone: CLIPBackbone, num_classes: int, tokens: int = 4, template: str = TEMPLATE) -> None:
-        super().__init__()
-        ids = backbone.tokenize([template.format(" ".join(["X"] * tokens))])
-        x_token = int(backbone.tokenize(["X"])[0, 1])
-        start = int((ids[0] == x_token).nonzero()[0])
-        with torch.no_grad():
-            embedded = backbone.token_embeddings(ids)
-        self.register_buffer("prefix", embedded[:, :start].clone())
-        self.register_buffer("suffix", embedded[:, start + tokens :].clone())
-        self.register_buffer("eot", ids.argmax(-1))
-        self.ctx = nn.Parameter(torch.randn(num_classes, tokens, embedded.shape[-1]) * 0.02)
-
-    def forward(self, backbone: CLIPBackbone, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Text features of the identities ``labels`` (all when None)."""
-        ctx = self.ctx if labels is None else self.ctx[labels]
-        n = ctx.shape[0]
-        tokens = torch.cat([self.prefix.expand(n, -1, -1), ctx.to(self.prefix.dtype), self.suffix.expand(n, -1, -1)], 1)
-        return backbone.encode_text_embeddings(tokens, self.eot.expand(n))
+__all__ = ["CLIPReID"]
 
 
 class CLIPReID(Method):
@@ -103,7 +72,7 @@ class CLIPReID(Method):
         k=4,
         pad=10,
         random_erasing=0.5,
-        extra={"id_weight": 0.25, "triplet_weight": 1.0, "i2t_weight": 1.0},
+        id_weight=0.25,
     )
 
     def __init__(
@@ -168,8 +137,6 @@ class CLIPReID(Method):
     def trains(self, name: str, stage: str) -> bool:
         if stage == "stage1":
             return name.startswith("prompt_learner.")
-        if name.endswith("bottleneck.bias") or name.endswith("bottleneck_proj.bias"):
-            return False  # BNNeck: no learned shift
         return name.startswith(("backbone.clip.visual.", "bottleneck", "classifier", "cv_embed"))
 
     @torch.no_grad()
@@ -200,15 +167,14 @@ class CLIPReID(Method):
         if stage == "stage1":
             image, text = out["image"].float(), out["text"].float()
             return losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
-        w, eps = recipe.extra, recipe.label_smoothing
-        margin, metric = recipe.triplet_margin, w.get("triplet_metric", "euclidean")
+        eps, margin, metric = recipe.label_smoothing, recipe.triplet_margin, recipe.triplet_metric
         ce = sum(losses.cross_entropy_smooth(lg.float(), labels, eps) for lg in out["logits"])
         triplet = sum(losses.triplet_hard(f.float(), labels, margin, metric=metric) for f in out["features"])
         image, text = out["proj"].float(), self.text[labels]
         i2t = losses.cross_entropy_smooth(image @ self.text.T, labels, eps)  # raw dot products
-        total = w["id_weight"] * ce + w.get("triplet_weight", 1.0) * triplet + w["i2t_weight"] * i2t
-        if w.get("supcon_weight"):  # VSLA-CLIP: SupCon both ways in stage 2 too
-            total = total + w["supcon_weight"] * (
+        total = recipe.id_weight * ce + recipe.triplet_weight * triplet + recipe.i2t_weight * i2t
+        if recipe.supcon_weight:  # VSLA-CLIP: SupCon both ways in stage 2 too
+            total = total + recipe.supcon_weight * (
                 losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
             )
         return total

@@ -13,7 +13,8 @@ import torch
 from .. import losses
 from ..backbone import CLIPBackbone
 from .base import Method, Recipe, unit
-from .clip_reid import CLIPReID, bnneck
+from .clip_reid import CLIPReID
+from .heads import bnneck
 
 __all__ = ["CLIPVideo"]
 
@@ -41,7 +42,7 @@ class CLIPVideo(Method):
         return self.backbone.embed_dim
 
     def trains(self, name: str, stage: str) -> bool:
-        return name.startswith(("backbone.clip.visual.", "bottleneck.weight", "classifier"))
+        return name.startswith(("backbone.clip.visual.", "bottleneck", "classifier"))
 
     def _pooled(self, clips: torch.Tensor) -> torch.Tensor:
         """``clips`` (N, T, 3, H, W) -> the frame mean of the projected features (N, D)."""

@@ -37,7 +37,9 @@ class FTCLIP(VSLACLIP):
             "stage1": VSLACLIP.recipe.stages["stage1"],
             "stage2": dataclasses.replace(VSLACLIP.recipe.stages["stage2"], lr=5e-6),
         },
-        extra={"id_weight": 0.25, "i2t_weight": 1.0, "supcon_weight": 1.0, "triplet_metric": "cosine"},
+        id_weight=0.25,
+        supcon_weight=1.0,
+        triplet_metric="cosine",
     )
 
     def __init__(self, backbone, num_classes: int, *, vifi: str | None = None) -> None:
@@ -48,6 +50,4 @@ class FTCLIP(VSLACLIP):
     def trains(self, name: str, stage: str) -> bool:
         if stage == "stage1":
             return name.startswith("prompt_learner.")
-        if name in ("bottleneck.bias", "bottleneck_proj.bias"):
-            return False
         return name.startswith(("backbone.clip.visual.", "bottleneck", "classifier"))

@@ -46,7 +46,9 @@ from torch import nn
 from .. import losses
 from ..backbone import CLIPBackbone, build_clip
 from .base import HALF, VIEWS, Method, Recipe, StagePlan, unit
-from .clip_reid import bnneck
+from .heads import BNNeck, bnneck
+from .prompts import PLACEHOLDER, template_slots
+from .solver import at_rate
 
 __all__ = ["LATex", "VIEW_WORDS"]
 
@@ -124,7 +126,8 @@ class LATex(Method):
         pad=10,
         random_erasing=0.5,
         transforms="fast-reid",
-        extra={"backbone_lr": 5e-6, "id_weight": 0.25, "id_smoothing": 0.0, "attribute_smoothing": 0.1},
+        id_weight=0.25,
+        extra={"backbone_lr": 5e-6, "id_smoothing": 0.0, "attribute_smoothing": 0.1},
     )
 
     def __init__(
@@ -168,7 +171,7 @@ class LATex(Method):
             self.to_text = nn.ModuleList([nn.Linear(dim, text_width)]) if dim != text_width else nn.ModuleList()
         self.shared = nn.Parameter(torch.randn(shared_tokens, text_width) * 0.02)
         self._templates(shared_tokens)
-        self.bottleneck_v, self.bottleneck_t = nn.BatchNorm1d(dim), nn.BatchNorm1d(dim)
+        self.bottleneck_v, self.bottleneck_t = BNNeck(dim), BNNeck(dim)
         if reading == "code":  # fastreid's EmbeddingHead: its own BNNeck before each classifier
             self.head_bn_v, self.classifier_v = bnneck(dim, num_classes)
             self.head_bn_t, self.classifier_t = bnneck(dim, num_classes)
@@ -182,19 +185,15 @@ class LATex(Method):
         """Token embeddings of the template per view, with the slots for K + 15 learned tokens."""
         b = self.backbone
         slots = shared + ATTRIBUTE_PROMPTS
-        x_token = int(b.tokenize(["X"])[0, 1])
-        placeholders = " ".join(["X"] * (slots + 1)) if self.reading == "code" else " ".join(["X"] * slots)
+        placeholders = " ".join([PLACEHOLDER] * (slots + 1 if self.reading == "code" else slots))
         ending = "person" if self.reading == "code" else "person."
         prefixes, suffixes, eots, starts = [], [], [], []
         for view in VIEWS:
-            ids = b.tokenize([f"A {VIEW_WORDS[view]} view photo of a {placeholders} {ending}"])
-            start = int((ids[0] == x_token).nonzero()[0])
-            with torch.no_grad():
-                embedded = b.token_embeddings(ids)[0]
-            prefixes.append(embedded[:start])
-            suffixes.append(embedded[start + slots :])  # the code's layout keeps one literal x here
-            eots.append(int(ids.argmax(-1)))
-            starts.append(start)
+            cut = template_slots(b, f"A {VIEW_WORDS[view]} view photo of a {placeholders} {ending}", slots)
+            prefixes.append(cut.prefix[0])
+            suffixes.append(cut.suffix[0])  # the code's layout keeps one literal x here
+            eots.append(int(cut.eot))
+            starts.append(cut.start)
         if len(set(starts)) != 1 or len({len(x) for x in suffixes}) != 1:
             raise ValueError("every view word must tokenize to one token for the shared template layout")
         self.register_buffer("text_prefix", torch.stack(prefixes))  # (views, start, width)
@@ -212,17 +211,11 @@ class LATex(Method):
         return 2 * self.backbone.embed_dim  # [image ; text]
 
     def trains(self, name: str, stage: str) -> bool:
-        if name in ("bottleneck_v.bias", "bottleneck_t.bias", "head_bn_v.bias", "head_bn_t.bias"):
-            return False  # BNNecks: no learned shift
         return not name.startswith("backbone.") or (self.full and name.startswith("backbone.clip.visual."))
 
     def parameter_groups(self, stage: str, recipe: Recipe) -> list[dict]:
-        groups = super().parameter_groups(stage, recipe)
-        backbone = {id(p) for n, p in self.named_parameters() if n.startswith("backbone.")}
-        for group in groups:  # latex-full: the CLIP image encoder at its own, slower rate
-            if id(group["params"][0]) in backbone:
-                group["lr"] = group["initial_lr"] = recipe.extra["backbone_lr"]
-        return groups
+        groups = super().parameter_groups(stage, recipe)  # latex-full: the image encoder at its own, slower rate
+        return at_rate(groups, self, ("backbone.",), recipe.extra["backbone_lr"])
 
     def forward(self, batch: dict, stage: str) -> dict:
         return self.outputs(batch["x"], batch["view"])
@@ -269,9 +262,7 @@ class LATex(Method):
         ce = sum(
             losses.cross_entropy_smooth(out[k].float(), labels, extra["id_smoothing"]) for k in ("logits_v", "logits_t")
         )
-        total = extra["id_weight"] * ce + sum(
-            losses.triplet_hard(f.float(), labels, margin=None) for f in out["triplet"]
-        )
+        total = recipe.id_weight * ce + sum(losses.triplet_hard(f.float(), labels, margin=None) for f in out["triplet"])
         if attributes is not None and "attribute_logits" in out:
             for t, logits in enumerate(out["attribute_logits"]):
                 known = attributes[:, t] >= 0  # distractors have no attributes

@@ -41,9 +41,11 @@ from torch import nn
 
 from .. import losses
 from ..backbone import CLIPBackbone
-from ..evaluation import evaluate_protocol
+from ..evaluation.ranking import evaluate_protocol
 from .base import HALF, Method, Recipe, StagePlan, unit
-from .clip_reid import bnneck
+from .heads import bnneck
+from .prompts import PLACEHOLDER, template_slots
+from .solver import at_rate
 
 __all__ = ["PromptSG"]
 
@@ -85,7 +87,8 @@ class PromptSG(Method):
         pad=10,
         random_erasing=0.5,
         transforms="promptsg",
-        extra={"new_lr": 5e-5, "supcon_weight": 0.5},
+        supcon_weight=0.5,
+        extra={"new_lr": 5e-5},
     )
 
     def __init__(self, backbone: CLIPBackbone, num_classes: int, *, interaction: str = "query") -> None:
@@ -104,14 +107,12 @@ class PromptSG(Method):
         )
         _clip_init(self.cross, self.blocks, dim)
         self.bottleneck, self.classifier = bnneck(dim, num_classes)
-        ids = backbone.tokenize(["A photo of a X person", "A photo of a person"])
-        x_token = int(backbone.tokenize(["X"])[0, 1])
-        self.slot = int((ids[0] == x_token).nonzero()[0])
-        with torch.no_grad():
-            embedded = backbone.token_embeddings(ids)
-        self.register_buffer("composed", embedded[:1].clone())  # the placeholder's embedding is replaced
-        self.register_buffer("simplified", embedded[1:].clone())
-        self.register_buffer("eot", ids.argmax(-1))
+        composed = template_slots(backbone, f"A photo of a {PLACEHOLDER} person", 1)
+        simplified = template_slots(backbone, "A photo of a person", 0)  # no slot: the whole text
+        self.slot = composed.start
+        self.register_buffer("composed", composed.embedded.clone())  # the placeholder's embedding is replaced
+        self.register_buffer("simplified", simplified.embedded.clone())
+        self.register_buffer("eot", torch.cat([composed.eot, simplified.eot]))
         self._simplified_text: torch.Tensor | None = None  # cached by simplified_text
 
     @property
@@ -119,17 +120,11 @@ class PromptSG(Method):
         return self.backbone.embed_dim
 
     def trains(self, name: str, stage: str) -> bool:
-        if name == "bottleneck.bias":
-            return False  # BNNeck: no learned shift
         return name.startswith(("backbone.clip.visual.", *NEW))
 
     def parameter_groups(self, stage: str, recipe: Recipe) -> list[dict]:
-        groups = super().parameter_groups(stage, recipe)
-        new = {id(p) for n, p in self.named_parameters() if n.startswith(NEW)}
-        for group in groups:  # the modules PromptSG adds learn 10x faster than the image encoder
-            if id(group["params"][0]) in new:
-                group["lr"] = group["initial_lr"] = recipe.extra["new_lr"]
-        return groups
+        groups = super().parameter_groups(stage, recipe)  # the modules PromptSG adds learn 10x faster
+        return at_rate(groups, self, NEW, recipe.extra["new_lr"])
 
     # --- the two prompts -----------------------------------------------------------------
 
@@ -181,7 +176,7 @@ class PromptSG(Method):
         triplet = sum(losses.triplet_hard(f.float(), labels, recipe.triplet_margin) for f in out["features"])
         image, text = out["image"].float(), out["text"].float()
         supcon = losses.supcon(image, text, labels, labels) + losses.supcon(text, image, labels, labels)
-        return ce + triplet + recipe.extra["supcon_weight"] * supcon
+        return ce + triplet + recipe.supcon_weight * supcon
 
     def embed(self, x: torch.Tensor, *, simplified: bool = False, **fields) -> torch.Tensor:
         f, tokens = self._visual(x)

@@ -44,6 +44,7 @@ from torch import nn
 from ..backbone import CLIPBackbone
 from .base import IMAGENET_MEAN, VIEWS, Recipe, StagePlan, unit
 from .clip_reid import CLIPReID
+from .prompts import SplitPromptLearner
 
 __all__ = ["CrossFrameAdapter", "IntraFrameAdapter", "VSLACLIP"]
 
@@ -112,7 +113,9 @@ class VSLACLIP(CLIPReID):
         random_erasing=0.5,
         sampler="chunks",
         transforms="vsla-clip",
-        extra={"id_weight": 0.25, "i2t_weight": 1.0, "supcon_weight": 1.0, "triplet_metric": "cosine"},
+        id_weight=0.25,
+        supcon_weight=1.0,
+        triplet_metric="cosine",
     )
 
     def __init__(
@@ -142,7 +145,7 @@ class VSLACLIP(CLIPReID):
 
     @staticmethod
     def make_prompt_learner(backbone: CLIPBackbone, num_classes: int, tokens: int) -> nn.Module:
-        return _SplitPromptLearner(backbone, num_classes)
+        return SplitPromptLearner(backbone, num_classes)
 
     def image(self, batch: dict) -> dict:
         return self.encode(batch["x"], batch.get("view"))
@@ -157,8 +160,6 @@ class VSLACLIP(CLIPReID):
     def trains(self, name: str, stage: str) -> bool:
         if stage == "stage1":
             return name.startswith("prompt_learner.")
-        if name in ("bottleneck.bias", "bottleneck_proj.bias"):
-            return False  # BNNeck: no learned shift
         return name.startswith(("ifa_adapters.", "cfaa_adapters.", "pbp_prompts", "bottleneck", "classifier"))
 
     # --- the adapted image encoder ------------------------------------------------------
@@ -169,7 +170,7 @@ class VSLACLIP(CLIPReID):
         adapted = adapted and len(self.ifa_adapters) > 0
         b, t = clips.shape[:2]
         visual = self.backbone.visual
-        x = visual._embeds(clips.flatten(0, 1))
+        x = self.backbone.embed_patches(clips.flatten(0, 1))
         blocks = visual.transformer.resblocks
         platform = None
         if views is not None and self.pbp_prompts is not None:
@@ -199,29 +200,3 @@ class VSLACLIP(CLIPReID):
     def embed(self, x: torch.Tensor, *, view: torch.Tensor | None = None, **fields) -> torch.Tensor:
         f = self.encode(x, view)
         return unit(torch.cat([f["cls"], f["proj"]], dim=1))  # before the BNs
-
-
-class _SplitPromptLearner(nn.Module):
-    """The text "[SOS] P1..P8 S1..S4 P9..P16 . [EOS]": 16 shared tokens around 4 per identity, no words."""
-
-    SHARED, OWN = 16, 4
-
-    def __init__(self, backbone: CLIPBackbone, num_classes: int) -> None:
-        super().__init__()
-        slots = self.SHARED + self.OWN
-        ids = backbone.tokenize([" ".join(["X"] * slots) + "."])
-        with torch.no_grad():
-            embedded = backbone.token_embeddings(ids)
-        self.register_buffer("prefix", embedded[:, :1].clone())  # [SOS]
-        self.register_buffer("suffix", embedded[:, 1 + slots :].clone())  # ". [EOS]" and padding
-        self.register_buffer("eot", ids.argmax(-1))
-        width = embedded.shape[-1]
-        self.shared = nn.Parameter(torch.randn(self.SHARED, width) * 0.02)
-        self.ctx = nn.Parameter(torch.randn(num_classes, self.OWN, width) * 0.02)
-
-    def forward(self, backbone: CLIPBackbone, labels: torch.Tensor) -> torch.Tensor:
-        n, half = labels.shape[0], self.SHARED // 2
-        shared = self.shared.unsqueeze(0).expand(n, -1, -1)
-        parts = [self.prefix.expand(n, -1, -1), shared[:, :half], self.ctx[labels], shared[:, half:]]
-        tokens = torch.cat([*parts, self.suffix.expand(n, -1, -1)], dim=1)
-        return backbone.encode_text_embeddings(tokens, self.eot.expand(n))

@@ -111,6 +111,7 @@ def _background(rng: np.random.Generator, w: int, h: int, tint: tuple[int, int, 
     return Image.fromarray(np.clip(base + ramp + noise, 0, 255).astype(np.uint8))
 
 
+# long, as a drawing is: one statement per stroke, in painting order
 def _draw_figure(draw: ImageDraw.ImageDraw, p: Person, cx: float, top: float, h: float, flip: bool) -> None:
     """Draw a frontal full-body figure of height ``h`` from ``top``, centred on ``cx``."""
     a = p.attrs

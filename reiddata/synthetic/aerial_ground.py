@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..attributes import NO, YES, write_attribute_file
-from ..sources import agreid, agreid_v2, cargo
+from ..sources import _agreid_common as agreid
+from ..sources import agreid_v2, cargo
 from .common import camera_tints, save, seeded, world
 from .people import SKIN, Person, jpeg_bytes, render
 
