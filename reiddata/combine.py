@@ -196,8 +196,10 @@ class CombinedShardDataset:
             reader.load_state_dict(state)
 
 
-def open_combined(locations: Sequence[str | Path], *, cache_dir: str | Path | None = None) -> CombinedDataset:
-    return CombinedDataset([ReidDataset(location, cache_dir=cache_dir) for location in locations])
+def open_combined(
+    locations: Sequence[str | Path], *, cache_dir: str | Path | None = None, cache_limit: int | str | None = None
+) -> CombinedDataset:
+    return CombinedDataset([ReidDataset(loc, cache_dir=cache_dir, cache_limit=cache_limit) for loc in locations])
 
 
 def split_reader(dataset, split: str, **options):

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from .cache import Prefetcher, ShardCache, default_cache_dir, node_slot, parse_size
 from .errors import ReidDataError, bad_input
 from .manifest import load_index, load_manifest, shard_table
 from .shard_format import read_members
-from .storage import ShardCache, default_cache_dir, sha256_of, storage_for
+from .storage import sha256_of, storage_for
 from .temporal import sample_clips
 
 __all__ = ["ReidDataset", "SampleDecoder", "SharedEpoch", "ShardDataset", "checked_members"]
@@ -85,7 +86,9 @@ class ReidDataset:
     while a reader has it open is an error, never another version's samples.
     """
 
-    def __init__(self, location: str | Path, *, cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, location: str | Path, *, cache_dir: str | Path | None = None, cache_limit: int | str | None = None
+    ) -> None:
         self.storage = storage_for(location)
         # a Path for a local dataset; the URL for a remote one (messages, ``shard_urls``)
         self.path: Path | str = self.storage.path if not self.storage.remote else self.storage.location
@@ -98,7 +101,8 @@ class ReidDataset:
         self.cache = None
         if self.storage.remote:
             folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            self.cache = ShardCache(self.storage, folder, self.version, self.shards)
+            limit = parse_size(cache_limit if cache_limit is not None else os.environ.get("REIDDATA_CACHE_LIMIT"))
+            self.cache = ShardCache(self.storage, folder, self.version, self.shards, limit=limit)
         self.identities = {name: self._stat_shard(name) for name in self.shards}
         self._split = np.asarray(self.index.column("split").to_numpy(zero_copy_only=False))
         roles = self.index.column("roles").to_pylist()
@@ -152,11 +156,12 @@ class ReidDataset:
     def open_shard(self, name: str) -> int:
         """A read-only descriptor of shard ``name``, checked to be the file that was opened with the dataset.
 
-        Remote datasets: the descriptor of the verified local copy (downloaded once per node).
+        Remote datasets: the descriptor of the verified local copy (downloaded once per node),
+        held in use (never evicted from the cache) until it is closed.
         """
         file = self.shard_path(name)
         if self.cache is not None:
-            return os.open(self.cache.path(name), os.O_RDONLY)
+            return self.cache.open(name)
         try:
             fd = os.open(file, os.O_RDONLY)
         except FileNotFoundError:
@@ -316,6 +321,12 @@ class ShardDataset:
     ``transform`` and the clip options; ``train`` defaults to ``split == "train"``).
     Instead of a split or protocol side, ``rows`` picks index rows directly.
     ``pids`` and ``labels`` (arrays, one per item) feed the samplers.
+
+    Remote datasets: at its first item each process (a DataLoader worker) starts
+    downloading its share of the reader's shards into the node's cache, ``prefetch`` at a
+    time (0: none), so that the first batches wait for their own shards only. The
+    workers and local ranks of a node split the shards between them (``node_slot``);
+    one that needs a shard another is downloading waits for that download.
     """
 
     def __init__(
@@ -332,8 +343,10 @@ class ShardDataset:
         clip_mode: str = "tsn",
         clip_length: int = 8,
         seed: int = 0,
+        prefetch: int = 2,
     ) -> None:
         self.dataset = dataset if isinstance(dataset, ReidDataset) else ReidDataset(dataset)
+        self.prefetch = prefetch
         if rows is not None:  # any index rows, e.g. the union of every protocol's query and gallery
             self.rows = np.asarray(rows, dtype=np.int64)
         else:
@@ -374,10 +387,20 @@ class ShardDataset:
     def _fd(self, shard: str) -> int:
         if self._pid_of_files != os.getpid():  # a forked worker opens its own descriptors
             self._files, self._pid_of_files = {}, os.getpid()
+            self._start_prefetch()
         fd = self._files.get(shard)
         if fd is None:
             fd = self._files[shard] = self.dataset.open_shard(shard)
         return fd
+
+    def _start_prefetch(self) -> None:
+        """Remote: this process's share of the reader's shards (split order), downloaded in the background."""
+        cache = self.dataset.cache
+        if cache is None or self.prefetch < 1:
+            return
+        slot, slots = node_slot()
+        names = list(dict.fromkeys(self._columns["shard"]))[slot::slots]
+        Prefetcher(cache, [n for n in names if cache.cached(n) is None], depth=self.prefetch).start()
 
     def raw(self, i: int) -> dict[str, bytes]:
         """The members of item ``i`` by extension (one ``pread`` of its byte range), checked to be its sample."""

@@ -22,9 +22,15 @@ index) parsed by the checked tar-member parser of the map-style reader: header
 checksums, the member names against the index's key, the range's size. A shard that
 ends early, a damaged header, or a shard replaced by another version is an error
 naming the dataset, the shard and the sample. Remote shards (HTTP, S3, any fsspec
-URL) are streamed through fsspec into a temporary file and checked against the
-manifest's sha256 before any of their samples is yielded. With ``cache=True`` the
-verified shard is kept in the node's shard cache.
+URL) are streamed into a temporary file (``storage.FsspecStorage.stream``) and
+checked against the manifest's sha256 before any of their samples is yielded. With ``cache=True`` the
+verified shard is kept in the node's shard cache (within its ``cache_limit``).
+
+Fetching ahead: each worker knows its shards for the epoch (its rank's and its own
+share, in order), so while it decodes one it downloads and verifies the next
+``prefetch``: through the node's cache (one download per node however many workers
+and ranks read a shard; bounded by the cache budget) or, without a cache, into
+temporary files (bounded by ``prefetch``).
 
 Why not webdataset's own pipeline: its ``http`` opener runs ``curl`` through a
 shell command built from the URL, and its ``tarfile``-based expander costs about
@@ -35,6 +41,7 @@ and HF datasets read them (tests/test_loading.py).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -86,7 +93,9 @@ class StreamingDataset(torch.utils.data.IterableDataset):
     workers. ``state_dict`` / ``load_state_dict`` save and restore the position of
     each DataLoader worker (torchdata's ``StatefulDataLoader`` calls them in the
     workers). ``cache``: keep remote shards in the node's verified shard cache
-    (else each is streamed into a temporary file, checked, used and dropped).
+    (else each is streamed into a temporary file, checked, used and dropped; default:
+    cache when the dataset was opened with a ``cache_limit``). ``prefetch``: remote
+    shards fetched ahead of the one being read, per worker.
     """
 
     def __init__(
@@ -104,11 +113,14 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         train: bool | None = None,
         clip_mode: str = "tsn",
         clip_length: int = 8,
-        cache: bool = False,
+        cache: bool | None = None,
+        prefetch: int = 2,
     ) -> None:
         super().__init__()
-        self.cache, self._yielded, self._resume_at = cache, 0, 0
+        self._yielded, self._resume_at, self.prefetch = 0, 0, prefetch
         self.dataset = dataset if isinstance(dataset, ReidDataset) else open_dataset(dataset)
+        limited = self.dataset.cache is not None and self.dataset.cache.limit is not None
+        self.cache = limited if cache is None else cache
         self.split, self.shuffle, self.seed = split, shuffle, seed
         self.rank, self.world_size = rank_and_world(rank, world_size)
         if self.world_size > 1 and not node_split:
@@ -166,7 +178,8 @@ class StreamingDataset(torch.utils.data.IterableDataset):
     def state_dict(self) -> dict:
         """This copy's position: the epoch and the samples yielded in it (in a DataLoader
         worker, that worker's)."""
-        return {"epoch": self.epoch, "samples_yielded": self._yielded, "version": self.dataset.version}
+        share = "shard" if self.shares_shards else "range"
+        return {"epoch": self.epoch, "samples_yielded": self._yielded, "version": self.dataset.version, "share": share}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next ``iter`` starts after ``state``'s samples, reading none it skips whole."""
@@ -175,49 +188,83 @@ class StreamingDataset(torch.utils.data.IterableDataset):
                 f"cannot resume the stream of {self.dataset.path}: the position was saved on dataset "
                 f"{state.get('version')}, this is {self.dataset.version} (start the epoch afresh)"
             )
+        share = "shard" if self.shares_shards else "range"
+        if state.get("share", "range") != share:
+            raise ReidDataError(
+                f"cannot resume the stream of {self.dataset.path}: the position was saved with the workers "
+                f"sharing out {state.get('share', 'range')}s, this stream shares out {share}s (keep `cache` as it was)"
+            )
         self.set_epoch(int(state["epoch"]))
         self._resume_at = int(state["samples_yielded"])
 
     def segments(self, worker: int = 0, workers: int = 1, *, skip: int = 0) -> list[Segment]:
-        """The byte ranges this rank's ``worker`` reads this epoch, in order, after its first ``skip`` samples."""
+        """The byte ranges this rank's ``worker`` reads this epoch, in order, after its first ``skip`` samples.
+
+        Each worker reads a consecutive part of the rank's range; through the node's shard
+        cache, instead, each shard's part of that range is shared out between the workers,
+        so that they read every shard together: one download serves them all at once, and
+        an epoch starts after one shard's download, not one per worker."""
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
         start, stop = self.rank * self.length, (self.rank + 1) * self.length
-        start, stop = _split_range(start, stop, workers, worker)
-        start = min(start + skip, stop)
+        together = self.shares_shards
+        if not together:
+            start, stop = _split_range(start, stop, workers, worker)
         out, position = [], 0
         for j in order.tolist():
             name = self.shards[j]
             offsets, sizes, keys = self._rows[name]
             first, last = max(start - position, 0), min(stop - position, len(keys))
+            position += len(keys)
+            if together and first < last:
+                first, last = _split_range(first, last, workers, worker)
+            dropped = min(skip, max(last - first, 0))  # the samples before the resume position
+            first, skip = first + dropped, skip - dropped
             if first < last:
                 mine = slice(first, last)
                 out.append(Segment(name, tuple(keys[mine]), tuple(offsets[mine].tolist()), tuple(sizes[mine].tolist())))
-            position += len(keys)
         return out
 
+    @property
+    def shares_shards(self) -> bool:
+        """Whether the workers read every shard together (remote, through the node's cache)."""
+        return self.dataset.cache is not None and self.cache
+
     def _open(self, shard: str):
-        """A binary file of the whole shard: local, the cached copy, or streamed and verified."""
+        """A binary file of the whole shard: local, the cached copy (held in use while it is
+        open), or streamed into a temporary file and verified."""
         data = self.dataset
         if data.cache is None:
             return os.fdopen(data.open_shard(shard), "rb", buffering=1 << 20)
-        local = data.cache.path(shard) if self.cache else data.cache.cached(shard)
-        if local is not None:
-            return open(local, "rb", buffering=1 << 20)
+        if self.cache or data.cache.cached(shard) is not None:
+            return os.fdopen(data.cache.open(shard), "rb", buffering=1 << 20)
         return fetch_verified(data.storage, shard, data.shards[shard])
 
     def _opened(self, segments: list[Segment]) -> Iterator[tuple[Segment, Future]]:
-        """Each segment with its shard being opened; a remote shard is fetched while the one
-        before it is read, so the network and the decoding overlap."""
+        """Each segment with its shard being opened, while the next are fetched: a local
+        shard is opened one ahead; a remote one is downloaded ``prefetch`` ahead, into the
+        node's cache (``ShardCache.prefetch``: within its budget, once per node) or into
+        temporary files. One download at a time, in reading order: on a narrow link the
+        shard needed now never shares it with the ones needed later."""
+        remote = self.dataset.cache is not None
+        depth = self.prefetch if remote else 1  # prefetch=0: each remote shard fetched when it is reached
+        keep = remote and self.cache
+        fetch = functools.partial(self.dataset.cache.prefetch, wait=True) if keep else self._open
+        started: dict[int, Future] = {}
         with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead = [pool.submit(self._open, segments[0].shard)] if segments else []
             try:
                 for i, segment in enumerate(segments):
-                    if i + 1 < len(segments):
-                        ahead.append(pool.submit(self._open, segments[i + 1].shard))
-                    yield segment, ahead.pop(0)
+                    for j in range(i, min(i + 1 + depth, len(segments))):  # this one first, then the next ones
+                        if j not in started:
+                            started[j] = pool.submit(fetch, segments[j].shard)
+                    ahead = started.pop(i)
+                    if keep:  # cached: wait for its download (a damaged shard is reported here), then open it
+                        ahead.result()
+                        ahead = Future()
+                        ahead.set_result(self._open(segment.shard))
+                    yield segment, ahead
             finally:  # an abandoned iteration: close what was opened ahead
-                for future in ahead:
-                    if future.exception() is None:
+                for future in started.values():
+                    if not keep and future.exception() is None:
                         future.result().close()
 
     def _samples(self, segment: Segment, opened: Future) -> Iterator[dict]:

@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from .factory import build_model_from_checkpoint
-from .inputs import model_inputs
+from .inputs import Transforms, model_inputs
 from .methods.base import VIEWS
 from .runtime import device_for
-from .transforms import PIPELINES, resize_to_uint8
 
 __all__ = ["Model", "decode_any", "load"]
 
@@ -75,6 +74,7 @@ class Model:
     method: object  # the reidmodels Method, in eval mode
     info: dict  # method, recipe, config, facts, sha256
     device: torch.device
+    transforms: Transforms  # the recipe's resize (test kernel) and normalisation
 
     @property
     def facts(self) -> dict:
@@ -99,9 +99,7 @@ class Model:
 
     def pixels(self, image, where: str = "") -> torch.Tensor:
         """One image as evaluate's loader gives it: decoded, resized to the recipe's size, uint8 (3, H, W)."""
-        recipe = self.info["recipe"]
-        kernel = PIPELINES[recipe.get("transforms", "fast-reid")].test_resize  # as evaluate's loader resizes
-        return resize_to_uint8(tuple(recipe["image_size"]), kernel)(decode_any(image, where))
+        return self.transforms.test(decode_any(image, where))  # as evaluate's loader resizes
 
     def clip(self, frames, where: str = "") -> torch.Tensor:
         """A tracklet's test clip: the frames the recipe's sampler takes, each as ``pixels``, (T, 3, H, W)."""
@@ -161,5 +159,5 @@ class Model:
 def load(run_or_checkpoint: str | Path, *, device: str = "auto") -> Model:
     """The trained model of a run folder or ``checkpoint.pt``, on ``device`` (auto: CUDA when present)."""
     device = device_for(device, 0)
-    method, _, info = build_model_from_checkpoint(run_or_checkpoint, device=device)
-    return Model(method, info, device)
+    method, transforms, info = build_model_from_checkpoint(run_or_checkpoint, device=device)
+    return Model(method, info, device, transforms)
