@@ -63,6 +63,8 @@ class ShardCache:
     ) -> None:
         self.storage, self.shards, self.limit = storage, shards, limit
         self.folder = Path(cache_dir) / version  # version: 16 hex digits, validated with the manifest
+        if storage.location.startswith("s3://"):
+            storage.s3_client()  # made here, where shards will be fetched: forked workers inherit its parsed models
 
     def open(self, name: str) -> int:
         """A read-only descriptor of the verified local copy of shard ``name``, held in use

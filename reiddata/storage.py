@@ -73,8 +73,6 @@ class FsspecStorage:
         self._fs, self._root, self._pid = None, "", -1
         self._s3, self._s3_pid = None, -1
         self.fs  # noqa: B018  (an unknown protocol fails here, with the location named)
-        if self.location.startswith("s3://"):
-            self.s3_client()  # warm here, once: workers forked later inherit the parsed models
 
     @property
     def fs(self):

@@ -82,3 +82,13 @@ def train_and_kill(params: Path, trace: Path, lines: int) -> None:
     job.send_signal(signal.SIGKILL)
     job.wait()
     assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def http(dataset):
+    """Loopback HTTP (Range-capable) over the folder holding the test module's own ``dataset``."""
+    from servers import HttpServer  # tests/servers.py
+
+    server = HttpServer(dataset.parent)
+    yield server
+    server.stop()

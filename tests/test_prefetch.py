@@ -26,13 +26,6 @@ def dataset(synth_tree, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def http(dataset):
-    server = HttpServer(dataset.parent)
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def slow(dataset):
     """A slower network: 20 ms before each response, 20 MB/s shared."""

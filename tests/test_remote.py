@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 import torch
-from servers import HttpServer, S3Server  # tests/servers.py
+from servers import S3Server  # tests/servers.py
 
 from reiddata import ReidDataError, ShardDataset, open_dataset
 from reiddata.cli import main
@@ -22,13 +22,6 @@ def dataset(converted, tmp_path_factory):
     out = tmp_path_factory.mktemp("served") / "market"
     shutil.copytree(converted("market1501"), out)
     return out
-
-
-@pytest.fixture(scope="module")
-def http(dataset):
-    server = HttpServer(dataset.parent)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
